@@ -1,0 +1,1 @@
+"""The core: configuration, the manager, spans, decorators, propagation, sampling, export."""

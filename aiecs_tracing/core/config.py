@@ -1,0 +1,298 @@
+"""Every knob, resolved once: argument, else environment, else default.
+
+The seed's variables (``JAEGER_AGENT_HOST``, ``JAEGER_AGENT_PORT``, ``JAEGER_ENABLE_TRACING``,
+``SERVICE_NAME``), jaeger-client's (``JAEGER_SAMPLER_TYPE``, ``JAEGER_SAMPLER_PARAM``,
+``JAEGER_TAGS``) and OpenTelemetry's (``OTEL_*``) all land here, so nothing else in the
+package reads the environment. A bad value never raises: it becomes ``error`` and the
+manager starts disabled, naming the culprit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_SERVICE_NAME = "service_executor"
+DEFAULT_AGENT_HOST = "localhost"
+DEFAULT_AGENT_PORT = 6831
+DEFAULT_MAX_TAG_VALUE_LENGTH = 1024
+DEFAULT_MAX_ARGS = 32
+DEFAULT_SECRET_KEYS = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "cookie",
+    "session",
+    "credential",
+    "private_key",
+)
+EXPORTERS = ("udp", "otlp", "console", "memory", "none")
+SAMPLER_TYPES = ("const", "probabilistic", "ratelimiting")
+
+_TRUE = {"true", "1", "yes", "on", "y", "t"}
+_FALSE = {"false", "0", "no", "off", "n", "f"}
+
+
+class ConfigError(ValueError):
+    """A setting whose value cannot be used; the message names it."""
+
+
+@dataclass
+class TracingConfig:
+    service_name: str = DEFAULT_SERVICE_NAME
+    enabled: bool = True
+    jaeger_host: str = DEFAULT_AGENT_HOST
+    jaeger_port: int = DEFAULT_AGENT_PORT
+    exporter: str = "udp"
+    otlp_endpoint: str | None = None
+    otlp_headers: dict[str, str] = field(default_factory=dict)
+    sampler_type: str = "const"
+    sampler_param: float = 1.0
+    resource_attributes: dict[str, str] = field(default_factory=dict)
+    process_tags: dict[str, str] = field(default_factory=dict)
+    propagators: tuple[str, ...] = ("tracecontext", "baggage", "jaeger")
+    capture_args: bool = True
+    max_tag_value_length: int = DEFAULT_MAX_TAG_VALUE_LENGTH
+    max_args: int = DEFAULT_MAX_ARGS
+    secret_keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
+    db_system: str | None = None
+    set_global_provider: bool = True
+    set_default_manager: bool = True
+    max_queue_size: int = 2048
+    max_export_batch_size: int = 512
+    schedule_delay_millis: int = 1000
+    export_timeout_millis: int = 10_000
+    error: str | None = None
+
+
+def parse_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"{name}={value!r} is not a boolean (true/false/1/0/yes/no)")
+
+
+def parse_port(name: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r} is not a port number")
+    try:
+        port = int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{name}={value!r} is out of range 0-65535")
+    return port
+
+
+def parse_key_values(name: str, value: str, *, sep: str = ",") -> dict[str, str]:
+    """``k=v,k2=v2`` as OTEL_RESOURCE_ATTRIBUTES and JAEGER_TAGS write it.
+
+    jaeger-client allowed ``k=${ENV_VAR:default}``; that form is expanded here too.
+    """
+    result: dict[str, str] = {}
+    for item in value.split(sep):
+        item = item.strip()
+        if not item:
+            continue
+        if "=" not in item:
+            raise ConfigError(f"{name}: {item!r} is not key=value")
+        key, _, val = item.partition("=")
+        val = val.strip()
+        if val.startswith("${") and val.endswith("}"):
+            env_name, _, default = val[2:-1].partition(":")
+            val = os.environ.get(env_name, default)
+        result[key.strip()] = val
+    return result
+
+
+def _sampler_from_otel(name: str, arg: str | None) -> tuple[str, float]:
+    """Map OTEL_TRACES_SAMPLER onto our (always parent-based) sampler types."""
+    name = name.strip().lower()
+    mapping = {
+        "always_on": ("const", 1.0),
+        "parentbased_always_on": ("const", 1.0),
+        "always_off": ("const", 0.0),
+        "parentbased_always_off": ("const", 0.0),
+    }
+    if name in mapping:
+        return mapping[name]
+    if name in ("traceidratio", "parentbased_traceidratio"):
+        return "probabilistic", _parse_float("OTEL_TRACES_SAMPLER_ARG", arg if arg is not None else "1.0")
+    raise ConfigError(f"OTEL_TRACES_SAMPLER={name!r} is not supported")
+
+
+def _parse_float(name: str, value: Any) -> float:
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a number") from None
+
+
+def validate_sampler(sampler_type: str, param: float) -> None:
+    if sampler_type not in SAMPLER_TYPES:
+        raise ConfigError(f"sampler type {sampler_type!r} is not one of {', '.join(SAMPLER_TYPES)}")
+    if sampler_type == "const" and param not in (0, 1):
+        raise ConfigError(f"const sampler param {param!r} must be 0 or 1")
+    if sampler_type == "probabilistic" and not 0.0 <= param <= 1.0:
+        raise ConfigError(f"probabilistic sampler param {param!r} is out of range 0..1")
+    if sampler_type == "ratelimiting" and not param >= 0:
+        raise ConfigError(f"ratelimiting sampler param {param!r} must be >= 0 spans per second")
+
+
+def _otlp_traces_endpoint(env: Mapping[str, str]) -> str | None:
+    specific = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    if specific:
+        return specific
+    base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if base:
+        return base.rstrip("/") + "/v1/traces"
+    return None
+
+
+def resolve_config(
+    service_name: str | None = None,
+    jaeger_host: str | None = None,
+    jaeger_port: int | str | None = None,
+    enable_tracing: bool | str | None = None,
+    env: Mapping[str, str] | None = None,
+    **options: Any,
+) -> TracingConfig:
+    """Build the configuration; never raises (a bad value sets ``error`` and disables)."""
+    env = os.environ if env is None else env
+    cfg = TracingConfig()
+    try:
+        _resolve_into(cfg, service_name, jaeger_host, jaeger_port, enable_tracing, env, options)
+    except ConfigError as exc:
+        cfg.error = str(exc)
+        cfg.enabled = False
+    return cfg
+
+
+def _pick(argument: Any, env: Mapping[str, str], *names: str) -> tuple[str | None, Any]:
+    """Argument first, else the first environment variable that is set (even to '')."""
+    if argument is not None:
+        return "argument", argument
+    for name in names:
+        if name in env:
+            return name, env[name]
+    return None, None
+
+
+def _resolve_into(
+    cfg: TracingConfig,
+    service_name: Any,
+    jaeger_host: Any,
+    jaeger_port: Any,
+    enable_tracing: Any,
+    env: Mapping[str, str],
+    options: dict[str, Any],
+) -> None:
+    # OTEL_RESOURCE_ATTRIBUTES may carry service.name; explicit names beat it.
+    if "OTEL_RESOURCE_ATTRIBUTES" in env:
+        cfg.resource_attributes = parse_key_values("OTEL_RESOURCE_ATTRIBUTES", env["OTEL_RESOURCE_ATTRIBUTES"])
+    source, value = _pick(service_name, env, "SERVICE_NAME", "OTEL_SERVICE_NAME")
+    if value is not None and str(value) != "":
+        cfg.service_name = str(value)
+    elif "service.name" in cfg.resource_attributes:
+        cfg.service_name = cfg.resource_attributes["service.name"]
+
+    source, value = _pick(enable_tracing, env, "JAEGER_ENABLE_TRACING")
+    if value is not None:
+        cfg.enabled = parse_bool("enable_tracing" if source == "argument" else source, value)
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true" and enable_tracing is None:
+        cfg.enabled = False
+
+    source, value = _pick(jaeger_host, env, "JAEGER_AGENT_HOST")
+    if value is not None:
+        cfg.jaeger_host = str(value)
+    source, value = _pick(jaeger_port, env, "JAEGER_AGENT_PORT")
+    if value is not None:
+        cfg.jaeger_port = parse_port("jaeger_port" if source == "argument" else source, value)
+
+    if "JAEGER_TAGS" in env:
+        cfg.process_tags = parse_key_values("JAEGER_TAGS", env["JAEGER_TAGS"])
+
+    # Sampler: explicit option > jaeger-client env > OTel env > const 1.
+    sampler_type = options.pop("sampler_type", None)
+    sampler_param = options.pop("sampler_param", None)
+    if sampler_type is None and "JAEGER_SAMPLER_TYPE" in env:
+        sampler_type = env["JAEGER_SAMPLER_TYPE"].strip().lower()
+        if sampler_param is None and "JAEGER_SAMPLER_PARAM" in env:
+            sampler_param = _parse_float("JAEGER_SAMPLER_PARAM", env["JAEGER_SAMPLER_PARAM"])
+    if sampler_type is None and "OTEL_TRACES_SAMPLER" in env:
+        sampler_type, otel_param = _sampler_from_otel(env["OTEL_TRACES_SAMPLER"], env.get("OTEL_TRACES_SAMPLER_ARG"))
+        sampler_param = otel_param if sampler_param is None else sampler_param
+    if sampler_param is None and "JAEGER_SAMPLER_PARAM" in env:
+        sampler_param = _parse_float("JAEGER_SAMPLER_PARAM", env["JAEGER_SAMPLER_PARAM"])
+    cfg.sampler_type = str(sampler_type or "const").lower()
+    cfg.sampler_param = 1.0 if sampler_param is None else _parse_float("sampler_param", sampler_param)
+    validate_sampler(cfg.sampler_type, cfg.sampler_param)
+
+    otlp = options.pop("otlp_endpoint", None)
+    cfg.otlp_endpoint = otlp if otlp is not None else _otlp_traces_endpoint(env)
+    exporter = options.pop("exporter", None) or env.get("AIECS_TRACING_EXPORTER")
+    if exporter is None:
+        exporter = "otlp" if cfg.otlp_endpoint else "udp"
+    exporter = str(exporter).strip().lower()
+    if exporter not in EXPORTERS:
+        raise ConfigError(f"exporter {exporter!r} is not one of {', '.join(EXPORTERS)}")
+    cfg.exporter = exporter
+    if exporter == "otlp" and not cfg.otlp_endpoint:
+        cfg.otlp_endpoint = "http://localhost:4318/v1/traces"
+    if "OTEL_EXPORTER_OTLP_HEADERS" in env:
+        cfg.otlp_headers = parse_key_values("OTEL_EXPORTER_OTLP_HEADERS", env["OTEL_EXPORTER_OTLP_HEADERS"])
+
+    propagators = options.pop("propagators", None)
+    if propagators is None and "OTEL_PROPAGATORS" in env:
+        propagators = [p.strip().lower() for p in env["OTEL_PROPAGATORS"].split(",") if p.strip()]
+    if propagators is not None:
+        if isinstance(propagators, str):
+            propagators = [p.strip().lower() for p in propagators.split(",") if p.strip()]
+        known = {"tracecontext", "baggage", "jaeger", "none"}
+        unknown = [p for p in propagators if p not in known]
+        if unknown:
+            raise ConfigError(f"propagators {unknown!r} not supported (use tracecontext, baggage, jaeger)")
+        cfg.propagators = tuple(p for p in propagators if p != "none")
+
+    for name in ("capture_args", "set_global_provider", "set_default_manager"):
+        if name in options:
+            setattr(cfg, name, parse_bool(name, options.pop(name)))
+    for name in (
+        "max_tag_value_length",
+        "max_args",
+        "max_queue_size",
+        "max_export_batch_size",
+        "schedule_delay_millis",
+        "export_timeout_millis",
+    ):
+        if name in options:
+            value = options.pop(name)
+            try:
+                number = int(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{name}={value!r} is not an integer") from None
+            if number < 0:
+                raise ConfigError(f"{name}={value!r} must be >= 0")
+            setattr(cfg, name, number)
+    if "secret_keys" in options:
+        cfg.secret_keys = tuple(str(k).lower() for k in options.pop("secret_keys"))
+    if "extra_secret_keys" in options:
+        cfg.secret_keys = cfg.secret_keys + tuple(str(k).lower() for k in options.pop("extra_secret_keys"))
+    if "db_system" in options:
+        cfg.db_system = options.pop("db_system")
+    if "resource_attributes" in options:
+        cfg.resource_attributes.update({str(k): str(v) for k, v in options.pop("resource_attributes").items()})
+    if "process_tags" in options:
+        cfg.process_tags.update({str(k): str(v) for k, v in options.pop("process_tags").items()})
+    if options:
+        raise ConfigError(f"unknown option(s): {', '.join(sorted(options))}")

@@ -1,0 +1,272 @@
+"""One wrapper for sync functions, coroutines, generators and async generators.
+
+The seed's four decorators (``with_tracing``, ``trace_database_operation``,
+``trace_external_call``, ``trace_tool_execution``) are presets of :func:`traced`: a name,
+static tags, a span kind and a hook that reads the result. The span is current while the
+function's own code runs (for generators: only while a step runs, not while the caller
+holds the iterator), covers a generator's whole iteration, is finished exactly once, and
+the user's exception is re-raised as the very same object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.trace import SpanKind
+
+from .attributes import capture_arguments, sanitize_tags
+from .guard import report_error
+from .span import Span
+
+if TYPE_CHECKING:
+    from .manager import TracingManager
+
+ResultHook = Callable[[Span, Any], None]
+
+
+def _param_names(func: Callable[..., Any]) -> tuple[tuple[str, ...], bool]:
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return (), False
+    names = code.co_varnames[: code.co_argcount]
+    return tuple(names), bool(names) and names[0] in ("self", "cls")
+
+
+class _CallSpec:
+    """What a decorated function needs per call, computed once at decoration time."""
+
+    __slots__ = (
+        "manager",
+        "name",
+        "attributes",
+        "kind",
+        "on_result",
+        "success_key",
+        "capture",
+        "skip_first",
+        "positional_names",
+    )
+
+    def __init__(
+        self,
+        manager: TracingManager,
+        func: Callable[..., Any],
+        name: str,
+        tags: Mapping[str, Any] | None,
+        kind: SpanKind,
+        on_result: ResultHook | None,
+        success_key: str,
+    ) -> None:
+        config = manager.config
+        self.manager = manager
+        self.name = name
+        self.attributes = sanitize_tags(tags, config.max_tag_value_length)
+        self.kind = kind
+        self.on_result = on_result
+        self.success_key = success_key
+        self.capture = config.capture_args
+        self.positional_names, self.skip_first = _param_names(func)
+
+    def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Span | None:
+        try:
+            attributes = self.attributes
+            if self.capture and (args or kwargs):
+                config = self.manager.config
+                attributes = {
+                    **attributes,
+                    **capture_arguments(
+                        args,
+                        kwargs,
+                        skip_first=self.skip_first,
+                        max_length=config.max_tag_value_length,
+                        max_args=config.max_args,
+                        secret_keys=config.secret_keys,
+                        positional_names=self.positional_names,
+                    ),
+                }
+            return self.manager._start(self.name, attributes, self.kind)
+        except Exception as exc:
+            report_error("decorator start", exc)
+            return None
+
+    def succeed(self, span: Span, result: Any) -> None:
+        try:
+            span._otel.set_attribute(self.success_key, True)
+            if self.on_result is not None:
+                self.on_result(span, result)
+        except Exception as exc:
+            report_error("decorator result hook", exc)
+        span.finish()
+
+    def fail(self, span: Span, exc: BaseException) -> None:
+        try:
+            if isinstance(exc, asyncio.CancelledError):
+                span._otel.set_attribute("cancelled", True)
+            elif isinstance(exc, GeneratorExit):
+                span._otel.set_attribute("generator.closed_early", True)
+            else:
+                span._otel.set_attribute(self.success_key, False)
+                span.record_exception(exc)
+        except Exception as err:
+            report_error("decorator error", err)
+        span.finish()
+
+
+def traced(
+    manager: TracingManager,
+    operation_name: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    *,
+    kind: SpanKind = SpanKind.INTERNAL,
+    on_result: ResultHook | None = None,
+    success_key: str = "success",
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator factory behind every tracing decorator of the manager."""
+
+    def decorator(func: Any) -> Any:
+        if isinstance(func, (staticmethod, classmethod)):
+            return type(func)(decorator(func.__func__))
+        if not manager.enabled:
+            return func  # tracing off at decoration time: zero cost per call
+        spec = _CallSpec(manager, func, operation_name or func.__qualname__, tags, kind, on_result, success_key)
+        if inspect.isasyncgenfunction(func):
+            return _wrap_async_generator(func, spec)
+        if inspect.iscoroutinefunction(func):
+            return _wrap_coroutine(func, spec)
+        if inspect.isgeneratorfunction(func):
+            return _wrap_generator(func, spec)
+        return _wrap_function(func, spec)
+
+    return decorator
+
+
+def _wrap_function(func: Callable[..., Any], spec: _CallSpec) -> Callable[..., Any]:
+    manager = spec.manager
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not manager._active:
+            return func(*args, **kwargs)
+        span = spec.start(args, kwargs)
+        if span is None:
+            return func(*args, **kwargs)
+        token = manager._attach(span)
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            spec.fail(span, exc)
+            raise
+        finally:
+            manager._detach(token)
+        spec.succeed(span, result)
+        return result
+
+    return wrapper
+
+
+def _wrap_coroutine(func: Callable[..., Any], spec: _CallSpec) -> Callable[..., Any]:
+    manager = spec.manager
+
+    @functools.wraps(func)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not manager._active:
+            return await func(*args, **kwargs)
+        span = spec.start(args, kwargs)
+        if span is None:
+            return await func(*args, **kwargs)
+        token = manager._attach(span)
+        try:
+            result = await func(*args, **kwargs)
+        except BaseException as exc:
+            spec.fail(span, exc)
+            raise
+        finally:
+            manager._detach(token)
+        spec.succeed(span, result)
+        return result
+
+    return wrapper
+
+
+def _wrap_generator(func: Callable[..., Any], spec: _CallSpec) -> Callable[..., Any]:
+    manager = spec.manager
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not manager._active:
+            return (yield from func(*args, **kwargs))
+        span = spec.start(args, kwargs)
+        if span is None:
+            return (yield from func(*args, **kwargs))
+        gen = func(*args, **kwargs)
+        send_value: Any = None
+        pending: BaseException | None = None
+        try:
+            while True:
+                token = manager._attach(span)
+                try:
+                    item = gen.throw(pending) if pending is not None else gen.send(send_value)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+                finally:
+                    manager._detach(token)
+                pending = None
+                try:
+                    send_value = yield item
+                except GeneratorExit:
+                    gen.close()
+                    raise
+                except BaseException as exc:  # thrown in by the consumer: pass it on
+                    pending = exc
+        except BaseException as exc:
+            spec.fail(span, exc)
+            raise
+        spec.succeed(span, result)
+        return result
+
+    return wrapper
+
+
+def _wrap_async_generator(func: Callable[..., Any], spec: _CallSpec) -> Callable[..., Any]:
+    manager = spec.manager
+
+    @functools.wraps(func)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not manager._active or (span := spec.start(args, kwargs)) is None:
+            async for item in func(*args, **kwargs):
+                yield item
+            return
+        agen = func(*args, **kwargs)
+        send_value: Any = None
+        pending: BaseException | None = None
+        try:
+            while True:
+                token = manager._attach(span)
+                try:
+                    if pending is not None:
+                        item = await agen.athrow(pending)
+                    else:
+                        item = await agen.asend(send_value)
+                except StopAsyncIteration:
+                    break
+                finally:
+                    manager._detach(token)
+                pending = None
+                try:
+                    send_value = yield item
+                except GeneratorExit:
+                    await agen.aclose()
+                    raise
+                except BaseException as exc:
+                    pending = exc
+        except BaseException as exc:
+            spec.fail(span, exc)
+            raise
+        spec.succeed(span, None)
+
+    return wrapper

@@ -1,0 +1,177 @@
+"""A bounded batch span processor that counts what it drops and survives ``fork``.
+
+OpenTelemetry's ``BatchSpanProcessor`` drops silently when its queue is full (one
+warning, no count). Tracing must cost the app nothing when the backend is down, and a
+user must be able to see that spans were lost: so the queue is bounded, drops are
+counted (full queue, failed export, after shutdown) and logged once with the count.
+After ``os.fork()`` (Celery prefork, gunicorn) the child starts with an empty queue and
+its own export thread; the exporter re-creates its socket itself.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import weakref
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from .guard import report_error
+
+logger = logging.getLogger("aiecs_tracing")
+
+
+class BoundedBatchProcessor(SpanProcessor):
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        max_queue_size: int = 2048,
+        max_export_batch_size: int = 512,
+        schedule_delay_millis: int = 1000,
+    ) -> None:
+        self.exporter = exporter
+        self.max_queue_size = max(1, max_queue_size)
+        self.max_export_batch_size = max(1, max_export_batch_size)
+        self.delay = max(0.001, schedule_delay_millis / 1000.0)
+        self.exported = 0
+        self.dropped = 0
+        self.export_failures = 0
+        self._drop_logged = False
+        self._shutdown = False
+        self._init_process_state()
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+
+    def _init_process_state(self) -> None:
+        self._pid = os.getpid()
+        self._queue: collections.deque[ReadableSpan] = collections.deque()
+        self._wake = threading.Event()
+        self._export_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
+
+    # --- SpanProcessor ----------------------------------------------------------------
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        return None
+
+    def on_end(self, span: ReadableSpan) -> None:
+        try:
+            if not span.context.trace_flags.sampled:
+                return
+            if self._shutdown:
+                self._count_drop(1, "the tracer is closed")
+                return
+            queue = self._queue
+            if len(queue) >= self.max_queue_size:
+                self._count_drop(1, "the export queue is full")
+                return
+            queue.append(span)
+            if self._thread is None:
+                self._start_thread()
+            if len(queue) >= self.max_export_batch_size:
+                self._wake.set()
+        except Exception as exc:
+            report_error("span processor", exc)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Export everything queued now, in the caller's thread."""
+        try:
+            return self._drain(deadline_seconds=timeout_millis / 1000.0)
+        except Exception as exc:
+            report_error("span flush", exc)
+            return False
+
+    def shutdown(self, timeout_millis: int = 5000) -> None:
+        if self._shutdown:
+            return
+        self.force_flush(timeout_millis)
+        self._shutdown = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=max(0.1, timeout_millis / 1000.0))
+        try:
+            self.exporter.shutdown()
+        except Exception as exc:
+            report_error("exporter shutdown", exc)
+
+    # --- internals ----------------------------------------------------------------------
+    def _start_thread(self) -> None:
+        with self._thread_lock:
+            if self._thread is not None or self._shutdown:
+                return
+            thread = threading.Thread(target=self._run, name="aiecs-tracing-export", daemon=True)
+            self._thread = thread
+            thread.start()
+
+    def _run(self) -> None:
+        while not self._shutdown:
+            self._wake.wait(self.delay)
+            self._wake.clear()
+            if self._shutdown:
+                break
+            try:
+                self._drain(deadline_seconds=None)
+            except Exception as exc:
+                report_error("span export", exc)
+
+    def _drain(self, deadline_seconds: float | None) -> bool:
+        ok = True
+        with self._export_lock:
+            queue = self._queue
+            while queue:
+                batch = []
+                while queue and len(batch) < self.max_export_batch_size:
+                    batch.append(queue.popleft())
+                ok = self._export(batch) and ok
+        return ok
+
+    def _export(self, batch: list[ReadableSpan]) -> bool:
+        try:
+            result = self.exporter.export(batch)
+        except Exception as exc:
+            report_error("span export", exc)
+            result = SpanExportResult.FAILURE
+        if result is SpanExportResult.SUCCESS:
+            self.exported += len(batch)
+            return True
+        self.export_failures += 1
+        self._count_drop(len(batch), "the exporter failed")
+        return False
+
+    def _count_drop(self, count: int, reason: str) -> None:
+        self.dropped += count
+        if not self._drop_logged:
+            self._drop_logged = True
+            logger.warning(
+                "aiecs_tracing: dropped %d span(s) because %s; later drops are counted "
+                "(get_tracer_info()['spans_dropped']), not logged",
+                count,
+                reason,
+            )
+
+    def _reinit_after_fork(self) -> None:
+        # Spans queued by the parent belong to the parent; the child exports its own.
+        self._init_process_state()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "queued": len(self._queue),
+            "exported": self.exported,
+            "dropped": self.dropped,
+            "export_failures": self.export_failures,
+        }
+
+
+def _after_fork(ref: weakref.ref[BoundedBatchProcessor]) -> None:
+    processor = ref()
+    if processor is not None:
+        try:
+            processor._reinit_after_fork()
+        except Exception as exc:
+            report_error("after fork", exc)

@@ -1,0 +1,82 @@
+"""jaeger-client's samplers on OpenTelemetry: const, probabilistic, ratelimiting.
+
+All are parent-based: a sampled (or dropped) upstream decision, from either W3C or
+Jaeger headers, is honoured, so a trace is never cut in half between services.
+OpenTelemetry Python has no rate-limiting sampler; ``RateLimitingSampler`` is a token
+bucket in spans per second, as jaeger-client's was.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import Link, SpanKind, TraceState
+from opentelemetry.util.types import Attributes
+
+
+class RateLimitingSampler(Sampler):
+    """Sample at most ``spans_per_second`` new traces per second (token bucket)."""
+
+    def __init__(self, spans_per_second: float) -> None:
+        self.rate = float(spans_per_second)
+        self._capacity = max(self.rate, 1.0)
+        self._balance = self._capacity
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def _take(self) -> bool:
+        if self.rate <= 0:
+            return False
+        with self._lock:
+            now = time.monotonic()
+            self._balance = min(self._capacity, self._balance + (now - self._last) * self.rate)
+            self._last = now
+            if self._balance >= 1.0:
+                self._balance -= 1.0
+                return True
+            return False
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        decision = Decision.RECORD_AND_SAMPLE if self._take() else Decision.DROP
+        return SamplingResult(decision, attributes, trace_state)
+
+    def get_description(self) -> str:
+        return f"RateLimitingSampler{{{self.rate}}}"
+
+
+def build_sampler(sampler_type: str, param: float) -> Sampler:
+    """A parent-based sampler for a validated (type, param) pair."""
+    if sampler_type == "const":
+        root: Sampler = ALWAYS_ON if param else ALWAYS_OFF
+    elif sampler_type == "probabilistic":
+        root = TraceIdRatioBased(param)
+    elif sampler_type == "ratelimiting":
+        root = RateLimitingSampler(param)
+    else:  # validated earlier; be safe anyway
+        root = ALWAYS_ON
+    return ParentBased(root)
+
+
+def describe_sampler(sampler_type: str, param: float) -> str:
+    return f"{sampler_type}:{param:g} (parent-based)"
