@@ -278,6 +278,14 @@ class TracingManager:
         except Exception:
             pass  # a token from another context (e.g. a generator finalised elsewhere)
 
+    # Public names for integrations that manage the current span across callbacks.
+    def attach(self, span: Span) -> object:
+        """Make ``span`` current until :meth:`detach` is called with the returned token."""
+        return self._attach(span)
+
+    def detach(self, token: object) -> None:
+        self._detach(token)
+
     @contextmanager
     def activate(self, span: Span | None) -> Iterator[Span | None]:
         """Make ``span`` current inside the block (it is not finished on exit)."""
