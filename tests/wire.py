@@ -118,7 +118,7 @@ class JaegerUDPSink:
         while not self._stop.is_set():
             try:
                 data, _ = self.sock.recvfrom(70000)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return
