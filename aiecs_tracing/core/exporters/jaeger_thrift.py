@@ -1,0 +1,554 @@
+"""Pure encoder: OpenTelemetry spans -> Jaeger thrift (compact protocol) ``Agent.emitBatch`` datagrams.
+
+Why it exists: ``opentelemetry-exporter-jaeger-thrift`` no longer imports with SDK >= 1.40, and the
+Jaeger agent's UDP port (6831) only speaks ``TCompactProtocol`` + the oneway ``emitBatch`` message that
+jaeger-client sent. We write the bytes ourselves; no thrift runtime needed at all.
+
+The layout is split so the UDP sender can size packets without re-encoding anything:
+
+* :func:`encode_process` -> the serialized ``Process`` struct (cache it per resource),
+* :func:`encode_span` -> the serialized ``Span`` struct,
+* :func:`encode_emit_batch` -> message header + ``emitBatch_args{1: Batch{1: process, 2: spans}}``,
+  a plain concatenation of the pre-encoded pieces.
+
+Compact protocol cheat sheet (what the byte constants below mean): a field header is one byte
+``(field_id_delta << 4) | compact_type``; compact types are BOOL_TRUE=1, BOOL_FALSE=2, I32=5, I64=6,
+DOUBLE=7, BINARY=8, LIST=9, STRUCT=12; integers are zigzag varints, doubles 8 bytes little-endian,
+strings a varint length + UTF-8 bytes, a list header ``(size << 4) | elem_type`` (size < 15) or
+``0xF0 | elem_type`` + varint size; every struct ends with a STOP byte 0. Field ids restart per struct.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from opentelemetry.trace import SpanKind, StatusCode
+
+__all__ = [
+    "MESSAGE_OVERHEAD_MAX",
+    "TruncationPolicy",
+    "encode_emit_batch",
+    "encode_process",
+    "encode_span",
+    "encode_span_truncated",
+    "jaeger_process_tags",
+    "local_hostname",
+    "local_ipv4",
+]
+
+# --- primitive writers -----------------------------------------------------------------------------
+
+_ONE_BYTE = tuple(bytes((i,)) for i in range(256))
+_pack_double = struct.Struct("<d").pack
+_I64_MIN = -(1 << 63)
+_I64_MAX = (1 << 63) - 1
+_U64 = 1 << 64
+
+
+# Varints of 64-bit ids and µs timestamps are 8-10 bytes; emitting them 14 bits per table lookup
+# halves their cost versus a 7-bit loop (this table is ~0.6 MB, built once at import).
+_VARINT_14BIT_GROUPS = tuple(bytes(((i & 0x7F) | 0x80, (i >> 7) | 0x80)) for i in range(1 << 14))
+
+
+def _varint(n: int) -> bytes:
+    """Unsigned LEB128 varint (``n`` must be >= 0)."""
+    if n < 0x80:
+        return _ONE_BYTE[n]
+    out = b""
+    while n >= 0x4000:
+        out += _VARINT_14BIT_GROUPS[n & 0x3FFF]
+        n >>= 14
+    if n < 0x80:
+        return out + _ONE_BYTE[n]
+    return out + _ONE_BYTE[(n & 0x7F) | 0x80] + _ONE_BYTE[n >> 7]
+
+
+def _unsigned_id_varint(unsigned_64: int) -> bytes:
+    """Zigzag varint of an unsigned 64-bit id reinterpreted as the signed i64 thrift wants."""
+    if unsigned_64 > _I64_MAX:
+        return _varint(((unsigned_64 - _U64) << 1) ^ -1)
+    return _varint(unsigned_64 << 1)
+
+
+# Ids repeat within a batch: every span of a trace shares the trace id, and a parent's span id is
+# encoded once as a child's parentSpanId and again as its own spanId. Small bounded memo tables.
+_ID_CACHE_MAX = 4096
+_trace_id_cache: dict[int, bytes] = {}
+_span_id_cache: dict[int, bytes] = {}
+
+
+def _trace_id_fields(trace_id: int) -> bytes:
+    """``0x16 traceIdLow 0x16 traceIdHigh`` (the same bytes serve Span fields 1-2 and SpanRef 2-3)."""
+    cached = _trace_id_cache.get(trace_id)
+    if cached is None:
+        cached = (
+            b"\x16"
+            + _unsigned_id_varint(trace_id & 0xFFFFFFFFFFFFFFFF)
+            + b"\x16"
+            + _unsigned_id_varint(trace_id >> 64)
+        )
+        if len(_trace_id_cache) >= _ID_CACHE_MAX:
+            _trace_id_cache.clear()
+        _trace_id_cache[trace_id] = cached
+    return cached
+
+
+def _span_id_varint(span_id: int) -> bytes:
+    cached = _span_id_cache.get(span_id)
+    if cached is None:
+        cached = _unsigned_id_varint(span_id)
+        if len(_span_id_cache) >= _ID_CACHE_MAX:
+            _span_id_cache.clear()
+        _span_id_cache[span_id] = cached
+    return cached
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: keep the rest of the text readable
+        return text.encode("utf-8", "replace")
+
+
+def _string(data: bytes) -> bytes:
+    """Compact binary/string body: varint length + bytes."""
+    n = len(data)
+    return (_ONE_BYTE[n] if n < 0x80 else _varint(n)) + data
+
+
+def _list_header(size: int, elem_type: int) -> bytes:
+    if size < 15:
+        return _ONE_BYTE[(size << 4) | elem_type]
+    return _ONE_BYTE[0xF0 | elem_type] + _varint(size)
+
+
+_CT_STRUCT = 0x0C
+_STOP = b"\x00"
+
+# Tag struct pieces. Field 1 key (0x18 = delta 1, BINARY), field 2 vType (0x15 = delta 1, I32) holding
+# zigzag(vType), then the value field whose header delta depends on which field it is.
+_TAG_STRING = b"\x15\x00\x18"  # vType STRING(0), field 3 vStr
+_TAG_DOUBLE = b"\x15\x02\x27"  # vType DOUBLE(1), field 4 vDouble (delta 2)
+_TAG_BOOL_TRUE = b"\x15\x04\x31\x00"  # vType BOOL(2), field 5 vBool=true (delta 3) + STOP
+_TAG_BOOL_FALSE = b"\x15\x04\x32\x00"
+_TAG_LONG = b"\x15\x06\x46"  # vType LONG(3), field 6 vLong (delta 4)
+_TAG_BINARY = b"\x15\x08\x58"  # vType BINARY(4), field 7 vBinary (delta 5)
+
+# Tag keys repeat endlessly (http.method, celery.task_name, ...): cache "0x18 + len + utf8(key)".
+_KEY_CACHE: dict[str, bytes] = {}
+_KEY_CACHE_MAX = 8192
+
+
+def _key_bytes(key: str) -> bytes:
+    cached = _KEY_CACHE.get(key)
+    if cached is None:
+        cached = b"\x18" + _string(_utf8(key))
+        if len(_KEY_CACHE) < _KEY_CACHE_MAX:
+            _KEY_CACHE[key] = cached
+    return cached
+
+
+def _json_default(value: Any) -> str:
+    return str(value)
+
+
+def _sequence_to_text(value: Sequence[Any]) -> str:
+    """Jaeger has no array tag type; JSON keeps sequences readable and machine-parseable."""
+    try:
+        return json.dumps(list(value), ensure_ascii=False, default=_json_default)
+    except (TypeError, ValueError):  # circular or otherwise odd content
+        return str(value)
+
+
+def _cut(text: str, max_len: int | None) -> str:
+    if max_len is None or len(text) <= max_len:
+        return text
+    return text[:max_len] + "...[truncated]"
+
+
+def _tag(key: str, value: Any, max_str: int | None = None) -> bytes:
+    """One serialized Tag struct, typed by the Python value (bool before int: bool is an int).
+
+    This is the hot loop of the exporter, hence the inlined key cache and string encoding.
+    """
+    key_bytes = _KEY_CACHE.get(key) or _key_bytes(key)
+    kind = type(value)
+    if kind is str:
+        if max_str is not None and len(value) > max_str:
+            value = _cut(value, max_str)
+        try:
+            data = value.encode()
+        except UnicodeEncodeError:  # lone surrogates
+            data = value.encode("utf-8", "replace")
+        size = len(data)
+        return key_bytes + _TAG_STRING + (_ONE_BYTE[size] if size < 0x80 else _varint(size)) + data + _STOP
+    if kind is bool:
+        return key_bytes + (_TAG_BOOL_TRUE if value else _TAG_BOOL_FALSE)
+    if kind is int:
+        if _I64_MIN <= value <= _I64_MAX:
+            return key_bytes + _TAG_LONG + _varint((value << 1) ^ (value >> 63)) + _STOP
+        return key_bytes + _TAG_STRING + _string(str(value).encode()) + _STOP
+    if kind is float:
+        return key_bytes + _TAG_DOUBLE + _pack_double(value) + _STOP
+    return _tag_slow(key, value, max_str)
+
+
+def _tag_slow(key: str, value: Any, max_str: int | None) -> bytes:
+    """Subclasses (enums, numpy scalars...), bytes and sequences: normalise then encode."""
+    if isinstance(value, bool):
+        return _tag(key, bool(value))
+    if isinstance(value, int):
+        return _tag(key, int(value))
+    if isinstance(value, float):
+        return _tag(key, float(value))
+    if isinstance(value, str):
+        return _tag(key, str(value), max_str)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+        if max_str is not None and len(data) > max_str:
+            data = data[:max_str]
+        return _key_bytes(key) + _TAG_BINARY + _string(data) + _STOP
+    if isinstance(value, (list, tuple)):
+        return _tag(key, _sequence_to_text(value), max_str)
+    return _tag(key, str(value), max_str)
+
+
+def _tag_list(tags: Sequence[bytes]) -> bytes:
+    return _list_header(len(tags), _CT_STRUCT) + b"".join(tags)
+
+
+# --- process ---------------------------------------------------------------------------------------
+
+_host_lock = threading.Lock()
+_hostname: str | None = None
+_ipv4: str | None = None
+
+
+def local_hostname() -> str:
+    """``socket.gethostname()``, computed once."""
+    global _hostname
+    if _hostname is None:
+        try:
+            _hostname = socket.gethostname()
+        except OSError:
+            _hostname = "unknown"
+    return _hostname
+
+
+def local_ipv4() -> str:
+    """Best-effort primary IPv4 of this host, computed once (UDP connect sends no packet)."""
+    global _ipv4
+    if _ipv4 is not None:
+        return _ipv4
+    with _host_lock:
+        if _ipv4 is None:
+            _ipv4 = _discover_ipv4()
+    return _ipv4
+
+
+def _discover_ipv4() -> str:
+    try:
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            probe.connect(("10.255.255.255", 1))
+            address = probe.getsockname()[0]
+        finally:
+            probe.close()
+        if address and not address.startswith("0."):
+            return address
+    except OSError:
+        pass
+    try:
+        return socket.gethostbyname(local_hostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+def _library_version() -> str:
+    try:
+        from aiecs_tracing import __version__  # lazy: the package root imports the exporters
+
+        return str(__version__)
+    except Exception:  # noqa: BLE001 - version is cosmetic
+        return "0.1.0"
+
+
+def jaeger_process_tags(
+    resource_attributes: Mapping[str, Any], extra: Mapping[str, Any] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """Split resource attributes into Jaeger's ``(serviceName, process tags)``.
+
+    The other resource attributes become process tags; ``hostname``, ``ip`` and ``jaeger.version`` are
+    added when absent, as jaeger-client did, so the Jaeger UI shows where a span came from.
+    """
+    service_name = resource_attributes.get("service.name")
+    if not isinstance(service_name, str) or not service_name:
+        service_name = "unknown_service"
+    tags: dict[str, Any] = {k: v for k, v in resource_attributes.items() if k != "service.name"}
+    if extra:
+        tags.update(extra)
+    tags.setdefault("hostname", local_hostname())
+    tags.setdefault("ip", local_ipv4())
+    tags.setdefault("jaeger.version", f"Python-aiecs-tracing-{_library_version()}")
+    return service_name, tags
+
+
+def encode_process(service_name: str, tags: Mapping[str, Any], *, max_str: int | None = None) -> bytes:
+    """Serialized ``Process{1: serviceName, 2: tags}`` struct (ends with STOP). Cache the result."""
+    encoded_tags = [_tag(k, v, max_str) for k, v in tags.items() if v is not None]
+    return b"\x18" + _string(_utf8(_cut(service_name, max_str))) + b"\x19" + _tag_list(encoded_tags) + _STOP
+
+
+# --- spans -----------------------------------------------------------------------------------------
+
+_KIND_TAGS = {
+    SpanKind.SERVER: _tag("span.kind", "server"),
+    SpanKind.CLIENT: _tag("span.kind", "client"),
+    SpanKind.PRODUCER: _tag("span.kind", "producer"),
+    SpanKind.CONSUMER: _tag("span.kind", "consumer"),
+}
+_ERROR_TAG = _tag("error", True)
+_STATUS_ERROR_TAG = _tag("otel.status_code", "ERROR")
+_STATUS_OK_TAG = _tag("otel.status_code", "OK")
+_EVENT_KEY = "event"
+
+# SpanRef struct: refType (0x15, I32), traceIdLow (0x16), traceIdHigh (0x16), spanId (0x16), STOP.
+_REF_CHILD_OF = b"\x15\x00\x16"
+_REF_FOLLOWS_FROM = b"\x15\x02\x16"
+
+
+class TruncationPolicy:
+    """How hard to squeeze one span that would not fit in a datagram on its own."""
+
+    __slots__ = ("max_str", "drop_logs", "max_tags")
+
+    def __init__(self, max_str: int | None = None, drop_logs: bool = False, max_tags: int | None = None):
+        self.max_str = max_str
+        self.drop_logs = drop_logs
+        self.max_tags = max_tags
+
+
+def encode_span(span: Any) -> bytes:
+    """Serialized Jaeger ``Span`` struct for an OpenTelemetry ``ReadableSpan`` (ends with STOP)."""
+    return _encode_span(span, None)
+
+
+def encode_span_truncated(span: Any, limit: int) -> bytes:
+    """Like :func:`encode_span`, but cut strings, then drop logs, then tags until it is <= ``limit``.
+
+    A span that big is almost always one giant attribute or a runaway loop of events; a truncated span
+    (with ``aiecs.truncated`` saying so) is far more useful than a span silently lost to EMSGSIZE.
+    The final attempt may still exceed ``limit`` only if ``limit`` is absurdly small; callers check.
+    """
+    encoded = _encode_span(span, None)
+    if len(encoded) <= limit:
+        return encoded
+    for policy in (
+        TruncationPolicy(max_str=4096),
+        TruncationPolicy(max_str=1024),
+        TruncationPolicy(max_str=1024, drop_logs=True),
+        TruncationPolicy(max_str=256, drop_logs=True),
+    ):
+        encoded = _encode_span(span, policy)
+        if len(encoded) <= limit:
+            return encoded
+    max_tags = len(span.attributes or ())
+    while True:
+        max_tags //= 2
+        encoded = _encode_span(span, TruncationPolicy(max_str=64, drop_logs=True, max_tags=max_tags))
+        if len(encoded) <= limit or max_tags == 0:
+            return encoded
+
+
+def _plain_attributes(mapping: Any) -> Mapping[str, Any]:
+    """The plain dict behind an SDK ``BoundedAttributes`` when there is one.
+
+    ``BoundedAttributes`` inherits ``MutableMapping``'s generic ``items()``/``__contains__`` which cost
+    several times a dict's; the exporter reads finished (immutable) spans, so reading the backing dict
+    is safe. Anything else (plain dicts, foreign mappings) is used as-is.
+    """
+    backing = getattr(mapping, "_dict", None)
+    return backing if type(backing) is dict else mapping
+
+
+def _span_attributes(span: Any) -> Mapping[str, Any]:
+    # ReadableSpan.attributes wraps its BoundedAttributes in a fresh MappingProxyType per access.
+    raw = getattr(span, "_attributes", None)
+    if raw is None:
+        raw = span.attributes
+    return _plain_attributes(raw) if raw else _EMPTY
+
+
+_EMPTY: Mapping[str, Any] = {}
+_scope_tags_cache: dict[tuple[str, str | None], tuple[bytes, ...]] = {}
+
+
+def _scope_tags(scope: Any) -> tuple[bytes, ...]:
+    """``otel.scope.name``/``otel.scope.version`` tags, memoised (a handful of scopes per process)."""
+    key = (scope.name, scope.version)
+    cached = _scope_tags_cache.get(key)
+    if cached is None:
+        tags = []
+        if scope.name:
+            tags.append(_tag("otel.scope.name", scope.name, 256))
+        if scope.version:
+            tags.append(_tag("otel.scope.version", scope.version, 256))
+        cached = tuple(tags)
+        if len(_scope_tags_cache) < 256:
+            _scope_tags_cache[key] = cached
+    return cached
+
+
+def _encode_span(span: Any, policy: TruncationPolicy | None) -> bytes:
+    """One pass over the span appending ready-made byte pieces; joined once at the end."""
+    context = span.context
+    trace_fields = _trace_id_fields(context.trace_id)
+    max_str = policy.max_str if policy is not None else None
+
+    parent = span.parent
+    parts = [trace_fields, b"\x16", _span_id_varint(context.span_id)]
+    references: list[bytes] = []
+    if parent is not None and parent.span_id:
+        parent_id = _span_id_varint(parent.span_id)
+        parts.append(b"\x16")
+        parts.append(parent_id)
+        references.append(_REF_CHILD_OF + trace_fields[1:] + b"\x16" + parent_id + _STOP)
+    else:
+        parts.append(b"\x16\x00")
+    parts.append(b"\x18")
+    parts.append(_string(_utf8(_cut(span.name or "", max_str))))
+
+    links = span.links
+    for link in links:
+        link_context = link.context
+        references.append(
+            _REF_FOLLOWS_FROM
+            + _trace_id_fields(link_context.trace_id)[1:]
+            + b"\x16"
+            + _span_id_varint(link_context.span_id)
+            + _STOP
+        )
+    if references:
+        parts.append(b"\x19")
+        parts.append(_list_header(len(references), _CT_STRUCT))
+        parts.extend(references)
+        parts.append(b"\x15")  # flags: delta 1 from field 6
+    else:
+        parts.append(b"\x25")  # flags: delta 2 from field 5
+    parts.append(b"\x02" if context.trace_flags & 1 else b"\x00")  # zigzag(1) / zigzag(0)
+
+    start_ns = span.start_time or 0
+    end_ns = span.end_time or start_ns
+    start_us = start_ns // 1000
+    duration_us = end_ns // 1000 - start_us
+    parts.append(b"\x16")
+    parts.append(_varint(start_us << 1))  # non-negative: zigzag is just << 1
+    parts.append(b"\x16")
+    parts.append(_varint(duration_us << 1) if duration_us > 0 else b"\x00")
+
+    parts.append(b"\x19")
+    tags_at = len(parts)
+    parts.append(b"")  # list header placeholder, filled once the count is known
+    attributes = _span_attributes(span)
+    if policy is None:
+        for key, value in attributes.items():
+            parts.append(_tag(key, value))
+    else:
+        max_tags = policy.max_tags
+        for index, (key, value) in enumerate(attributes.items()):
+            if max_tags is not None and index >= max_tags:
+                break
+            parts.append(_tag(key, value, max_str))
+
+    kind_tag = _KIND_TAGS.get(span.kind)
+    if kind_tag is not None and "span.kind" not in attributes:
+        parts.append(kind_tag)
+    status = span.status
+    status_code = status.status_code
+    if status_code is StatusCode.ERROR:
+        if "error" not in attributes:
+            parts.append(_ERROR_TAG)
+        parts.append(_STATUS_ERROR_TAG)
+        if status.description:
+            parts.append(_tag("otel.status_description", status.description, max_str))
+    elif status_code is StatusCode.OK:
+        parts.append(_STATUS_OK_TAG)
+    scope = span.instrumentation_scope
+    if scope is not None:
+        parts.extend(_scope_tags(scope))
+
+    events = span.events
+    if policy is not None:
+        parts.extend(_truncation_note(policy, attributes, events))
+    parts[tags_at] = _list_header(len(parts) - tags_at - 1, _CT_STRUCT)
+
+    if events and (policy is None or not policy.drop_logs):
+        parts.append(b"\x19")
+        parts.append(_list_header(len(events), _CT_STRUCT))
+        for event in events:
+            parts.append(_encode_log(event, max_str))
+    parts.append(_STOP)
+    return b"".join(parts)
+
+
+def _encode_log(event: Any, max_str: int | None) -> bytes:
+    """Log{1: timestamp µs, 2: fields=[event=name, *attributes]}."""
+    fields = [_tag(_EVENT_KEY, event.name or "", max_str)]
+    attributes = event.attributes
+    if attributes:
+        for key, value in _plain_attributes(attributes).items():
+            fields.append(_tag(key, value, max_str))
+    return b"\x16" + _varint(((event.timestamp or 0) // 1000) << 1) + b"\x19" + _tag_list(fields) + _STOP
+
+
+def _truncation_note(
+    policy: TruncationPolicy, attributes: Mapping[str, Any], events: Sequence[Any]
+) -> list[bytes]:
+    """Tags telling the reader of the trace what was cut, so truncation is never silent."""
+    note = [_tag("aiecs.truncated", f"string values cut to {policy.max_str} chars")]
+    if policy.drop_logs and events:
+        note.append(_tag("aiecs.dropped_logs", len(events)))
+    if policy.max_tags is not None and len(attributes) > policy.max_tags:
+        note.append(_tag("aiecs.dropped_tags", len(attributes) - policy.max_tags))
+    return note
+
+
+# --- message ---------------------------------------------------------------------------------------
+
+# 0x82 = compact protocol id; 0x81 = version 1 | (ONEWAY=4 << 5); then varint seqid and the name.
+_MESSAGE_PREFIX = b"\x82\x81"
+_EMIT_BATCH_NAME = _string(b"emitBatch")
+# emitBatch_args field 1 (STRUCT) -> Batch field 1 (STRUCT) = Process
+_ARGS_BATCH_PROCESS = b"\x1c\x1c"
+_BATCH_SPANS_FIELD = b"\x19"  # Batch field 2: list<Span>
+_BATCH_AND_ARGS_STOP = b"\x00\x00"
+_SEQ_MASK = 0x7FFFFFFF
+
+#: Upper bound of the bytes a datagram holds besides the process and span structs
+#: (prefix 2 + seqid varint 5 + name 10 + 2 + spans field 1 + list header 1+5 + 2 stops).
+MESSAGE_OVERHEAD_MAX = 2 + 5 + len(_EMIT_BATCH_NAME) + 2 + 1 + 6 + 2
+
+
+def encode_emit_batch(
+    process_bytes: bytes, span_bytes_list: Sequence[bytes] | Iterable[bytes], seq_id: int
+) -> bytes:
+    """The complete UDP payload: oneway ``emitBatch`` message carrying one ``Batch``."""
+    spans = span_bytes_list if isinstance(span_bytes_list, (list, tuple)) else list(span_bytes_list)
+    return b"".join(
+        (
+            _MESSAGE_PREFIX,
+            _varint(seq_id & _SEQ_MASK),
+            _EMIT_BATCH_NAME,
+            _ARGS_BATCH_PROCESS,
+            process_bytes,
+            _BATCH_SPANS_FIELD,
+            _list_header(len(spans), _CT_STRUCT),
+            *spans,
+            _BATCH_AND_ARGS_STOP,
+        )
+    )
