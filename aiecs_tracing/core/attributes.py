@@ -28,8 +28,9 @@ def truncate(text: str, limit: int) -> str:
 def is_secret_key(key: str, secret_keys: Iterable[str]) -> bool:
     """Whether ``key`` names a secret: ``password``, ``db_password``, ``accessToken``, ``X-Api-Key``.
 
-    A secret word followed by more letters (``max_tokens``, ``tokenizer``) is not a
-    secret, except the ``id`` suffix (``sessionid``).
+    A secret word followed by more letters (``tokenizer``) is not a secret, except the
+    suffixes ``id`` (``sessionid``) and a plural ``s`` (``credentials``); ``tokens`` is a
+    count in LLM APIs (``max_tokens``), not a secret.
     """
     lowered = key.lower().replace("-", "_")
     compact = lowered.replace("_", "")
@@ -40,6 +41,8 @@ def is_secret_key(key: str, secret_keys: Iterable[str]) -> bool:
                 end = start + len(needle)
                 rest = text[end:]
                 if not rest or not rest[0].isalpha() or rest.startswith("id"):
+                    return True
+                if rest[0] == "s" and (len(rest) == 1 or not rest[1].isalpha()) and needle != "token":
                     return True
                 start = text.find(needle, start + 1)
     return False
