@@ -65,6 +65,7 @@
   /** Format a duration given in microseconds. */
   function fmtDuration(us) {
     if (us == null || !Number.isFinite(us)) return '–';
+    if (us === 0) return '0ms';
     if (us < 1000) return `${Math.round(us)}µs`;
     const ms = us / 1000;
     if (ms < 1000) return `${trimNum(ms)}ms`;
@@ -143,7 +144,12 @@
 
   // ------------------------------------------------------------------ API
 
-  class ApiError extends Error {}
+  class ApiError extends Error {
+    constructor(message, status) {
+      super(message);
+      this.status = status || 0;
+    }
+  }
 
   async function api(path, params) {
     const url = new URL(path, location.origin);
@@ -165,7 +171,7 @@
     if (!res.ok) {
       const msg = errs.map((e) => e.msg || e.message || JSON.stringify(e)).join('; ') ||
         text.slice(0, 200) || res.statusText;
-      throw new ApiError(`${url.pathname} failed: HTTP ${res.status} ${msg}`);
+      throw new ApiError(`${url.pathname} failed: HTTP ${res.status} ${msg}`, res.status);
     }
     if (body == null || typeof body !== 'object') {
       throw new ApiError(`${url.pathname} returned an invalid (non-JSON) response`);
@@ -638,7 +644,7 @@
     const span = Math.max(1, t1 - t0);
     const x = (v) => m.l + (traces.length === 1 ? 0.5 : (v - t0) / span) * (W - m.l - m.r);
     const y = (v) => H - m.b - (v / dMax) * (H - m.t - m.b);
-    const svg = s('svg', { class: 'scatter', viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img', 'aria-label': 'Trace durations over time' });
+    const svg = s('svg', { class: 'scatter', viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'xMidYMid meet', role: 'img', 'aria-label': 'Trace durations over time' });
     for (let i = 0; i <= 2; i++) {
       const v = (dMax * i) / 2;
       svg.append(s('line', { class: 'grid', x1: m.l, x2: W - m.r, y1: y(v), y2: y(v) }),
@@ -705,10 +711,14 @@
       raw = Array.isArray(body.data) ? body.data[0] : null;
     } catch (e) {
       if (!el.isConnected) return;
-      clear(el).append(h('div', { class: 'empty-state empty-error' }, emptyIcon('error'),
-        h('h3', null, 'Could not load trace'), h('p', { class: 'mono' }, traceID), h('p', null, e.message),
-        backButton()));
-      return;
+      if (e.status === 404) {
+        raw = null;
+      } else {
+        clear(el).append(h('div', { class: 'empty-state empty-error' }, emptyIcon('error'),
+          h('h3', null, 'Could not load trace'), h('p', { class: 'mono' }, traceID), h('p', null, e.message),
+          backButton()));
+        return;
+      }
     }
     if (!el.isConnected) return; // user navigated away meanwhile
     if (!raw || !Array.isArray(raw.spans) || !raw.spans.length) {
@@ -1074,7 +1084,7 @@
     });
 
     const nodeW = (name) => Math.min(220, Math.max(110, 26 + name.length * 7.4));
-    const colW = Math.max(...nodes.map(nodeW)) + 110;
+    const colW = Math.max(...nodes.map(nodeW)) + 150;
     const rowH = 74;
     const maxRows = Math.max(...cols.map((c) => c.length));
     const W = Math.max(600, cols.length * colW + 40);
@@ -1092,7 +1102,8 @@
     },
     s('defs', null,
       s('marker', {
-        id: 'arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse',
+        id: 'arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 9, markerHeight: 9,
+        markerUnits: 'userSpaceOnUse', orient: 'auto-start-reverse',
       }, s('path', { d: 'M0 0 L10 5 L0 10 z', class: 'arrow-head' }))));
     const edgeLayer = s('g', { class: 'edges' });
     const labelLayer = s('g', { class: 'edge-labels' });
@@ -1110,8 +1121,11 @@
       } else if (layer.get(l.child) > layer.get(l.parent)) {
         const x1 = a.x + a.w / 2; const x2 = b.x - b.w / 2 - 2;
         const cx = (x2 - x1) / 2;
-        d = `M${x1} ${a.y} C ${x1 + cx} ${a.y}, ${x2 - cx} ${b.y}, ${x2} ${b.y}`;
-        lx = (x1 + x2) / 2; ly = (a.y + b.y) / 2;
+        // Edges skipping layers arc above the nodes they would otherwise cross.
+        const skip = layer.get(l.child) - layer.get(l.parent) - 1;
+        const lift = skip > 0 ? 56 + 20 * (skip - 1) : 0;
+        d = `M${x1} ${a.y} C ${x1 + cx} ${a.y - lift}, ${x2 - cx} ${b.y - lift}, ${x2} ${b.y}`;
+        lx = (x1 + x2) / 2; ly = (a.y + b.y) / 2 - 0.75 * lift;
       } else { // back edge or same layer: arc below the nodes
         const x1 = a.x; const x2 = b.x; const y1 = a.y + 17; const y2 = b.y + 19;
         const dip = Math.max(a.y, b.y) + 44 + Math.abs(x2 - x1) * 0.08;
@@ -1133,7 +1147,7 @@
       nodeLayer.append(s('g', { class: 'node', transform: `translate(${p.x} ${p.y})`, dataset: { service: name } },
         s('title', null, name),
         s('rect', { x: -p.w / 2, y: -17, width: p.w, height: 34, rx: 7 }),
-        s('rect', { class: 'node-accent', x: -p.w / 2, y: -17, width: 5, height: 34, rx: 2, fill: colourFor(name) }),
+        s('rect', { class: 'node-accent', x: -p.w / 2, y: -17, width: 5, height: 34, rx: 2, style: { fill: colourFor(name) } }),
         s('text', { 'text-anchor': 'middle', y: 4.5, x: 2 }, label)));
     }
     return h('div', { class: 'deps-graph-wrap' }, svg);
