@@ -497,12 +497,15 @@ def _encode_span(span: Any, policy: TruncationPolicy | None) -> bytes:
 
 
 def _encode_log(event: Any, max_str: int | None) -> bytes:
-    """Log{1: timestamp µs, 2: fields=[event=name, *attributes]}."""
-    fields = [_tag(_EVENT_KEY, event.name or "", max_str)]
-    attributes = event.attributes
-    if attributes:
-        for key, value in _plain_attributes(attributes).items():
-            fields.append(_tag(key, value, max_str))
+    """Log{1: timestamp µs, 2: fields=[event=name, *attributes]}.
+
+    As with ``span.kind`` and ``error`` on spans, an explicit ``event`` attribute wins over the
+    generated field: Jaeger would otherwise show two ``event`` rows.
+    """
+    attributes = _plain_attributes(event.attributes) if event.attributes else _EMPTY
+    fields = [] if _EVENT_KEY in attributes else [_tag(_EVENT_KEY, event.name or "", max_str)]
+    for key, value in attributes.items():
+        fields.append(_tag(key, value, max_str))
     return b"\x16" + _varint(((event.timestamp or 0) // 1000) << 1) + b"\x19" + _tag_list(fields) + _STOP
 
 
