@@ -41,7 +41,7 @@ def test_sync_async_generator_asyncgen_each_make_one_span(tracing):
 
     @tracing.with_tracing("f_gen")
     def f_gen(n):
-        for i in range(n):
+        for i in range(n):  # noqa: UP028 - a real generator body, on purpose
             yield i
 
     @tracing.with_tracing("f_agen")
