@@ -12,6 +12,7 @@ tests/artifacts/.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -49,12 +50,15 @@ class Page:
     """Minimal synchronous Chrome DevTools Protocol client for one page target."""
 
     def __init__(self, ws_url: str, timeout: float = 10.0) -> None:
-        self.ws = sync_client.connect(ws_url, max_size=64 * 2**20, open_timeout=timeout)
+        self._stack = contextlib.ExitStack()
+        self.ws = self._stack.enter_context(
+            sync_client.connect(ws_url, max_size=64 * 2**20, open_timeout=timeout)
+        )
         self._next_id = 0
         self.events: list[dict] = []
 
     def close(self) -> None:
-        self.ws.close()
+        self._stack.close()
 
     def send(self, method: str, params: dict | None = None, timeout: float = 10.0) -> dict:
         self._next_id += 1
@@ -109,7 +113,7 @@ class Page:
               el.scrollIntoView({{block: 'center', inline: 'nearest'}});
               const r = el.getBoundingClientRect();
               if (!r.width || !r.height) return {{hidden: true}};
-              const x = r.left + Math.min(r.width / 2, 40), y = r.top + r.height / 2;
+              const x = r.left + r.width / 2, y = r.top + r.height / 2;
               const top = document.elementFromPoint(x, y);
               return {{x, y, hit: !!top && (top === el || el.contains(top))}};
             }})()"""
@@ -426,6 +430,7 @@ def test_search_open_trace_and_inspect_spans(seeded, browser, tmp_path):
     assert "checkout-api" in item and "POST /checkout" in item, item
     assert "4 Spans" in item and "1 Error" in item, item
     assert "120ms" in item, item
+    save_artifact(page, tmp_path, "ui-search.png")
 
     # Open the trace from the list: client-side route /trace/<id>.
     page.click("#trace-list .trace-item a.trace-link")
@@ -479,7 +484,7 @@ def test_search_open_trace_and_inspect_spans(seeded, browser, tmp_path):
     assert abs(offset - 30 / 120) < 0.03, offset
 
     # Span details of the failing span: tags, logs relative to trace start, process.
-    page.click(f'#wf-rows .span-row[data-span-id="{CHARGE}"]')
+    page.click(f'#wf-rows .span-row[data-span-id="{CHARGE}"] .span-op')
     page.wait_for("!!document.getElementById('span-detail')", "the span detail panel")
     tags = page.js(
         """Object.fromEntries([...document.querySelectorAll('#span-detail .tags-table tr')]
@@ -521,6 +526,8 @@ def test_search_open_trace_and_inspect_spans(seeded, browser, tmp_path):
         "[...document.querySelectorAll('#deps-graph .edge')].map(e => [e.dataset.parent, e.dataset.child])"
     )
     assert edges == [["checkout-api", "billing-worker"]], edges
+    calls = page.js("[...document.querySelectorAll('#deps-graph .edge-label text')].map(t => t.textContent)")
+    assert calls == ["1"], calls  # only charge_card crosses services; send_receipt stays in billing-worker
     save_artifact(page, tmp_path, "ui-dependencies.png")
 
     assert page.js_errors() == []

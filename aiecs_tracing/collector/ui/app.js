@@ -1088,7 +1088,7 @@
     const rowH = 74;
     const maxRows = Math.max(...cols.map((c) => c.length));
     const W = Math.max(600, cols.length * colW + 40);
-    const H = Math.max(220, maxRows * rowH + 90);
+    const H = Math.max(170, maxRows * rowH + 80);
     const xy = new Map();
     cols.forEach((col, ci) => {
       const x = 20 + ci * colW + (W - 40 - cols.length * colW) / 2 + colW / 2;
