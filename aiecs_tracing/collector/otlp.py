@@ -1,0 +1,441 @@
+"""OTLP/HTTP trace payloads (protobuf and JSON) to :class:`SpanRecord`.
+
+The translation follows what Jaeger itself does with OTLP, so the UI sees the same
+tags it would see behind a real Jaeger: resource attributes become process tags,
+``span.kind`` / ``otel.status_code`` / ``error`` / ``otel.scope.*`` tags are added,
+events become logs with an ``event`` field, links become FOLLOWS_FROM references.
+
+The decoders are pure: bytes in, ``(records or packed rows, rejected_count,
+first_rejection_reason)`` out. Anything structurally wrong raises :class:`OtlpDecodeError`;
+a span with an invalid id is only rejected (counted), like a partial success in OTLP.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from .model import (
+    BINARY,
+    BOOL,
+    CHILD_OF,
+    FOLLOWS_FROM,
+    INT64,
+    KIND_CLIENT,
+    KIND_CONSUMER,
+    KIND_INTERNAL,
+    KIND_PRODUCER,
+    KIND_SERVER,
+    KIND_UNSPECIFIED,
+    STRING,
+    Process,
+    SpanRecord,
+    Tag,
+    float_tag,
+)
+from .packing import (
+    KIND_BY_NUMBER,
+    SAMPLED_FLAG,
+    STATUS_ERROR,
+    STATUS_OK,
+    STATUS_UNSET,
+    PackedSpan,
+    ProcessKey,
+    add_standard_tags,
+    pb_attributes,
+    process_key,
+    scope_tags,
+    tags_from_json,
+    unpack,
+)
+
+NO_SERVICE_NAME = "OTLPResourceNoServiceName"  # what Jaeger names a resource without service.name
+
+KIND_BY_NAME = {
+    "SPAN_KIND_UNSPECIFIED": KIND_UNSPECIFIED,
+    "SPAN_KIND_INTERNAL": KIND_INTERNAL,
+    "SPAN_KIND_SERVER": KIND_SERVER,
+    "SPAN_KIND_CLIENT": KIND_CLIENT,
+    "SPAN_KIND_PRODUCER": KIND_PRODUCER,
+    "SPAN_KIND_CONSUMER": KIND_CONSUMER,
+}
+STATUS_BY_NAME = {"STATUS_CODE_UNSET": STATUS_UNSET, "STATUS_CODE_OK": STATUS_OK, "STATUS_CODE_ERROR": STATUS_ERROR}
+
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
+
+
+class OtlpDecodeError(ValueError):
+    """The payload is not a valid ExportTraceServiceRequest."""
+
+
+DecodeResult = tuple[list[SpanRecord], int, str]
+
+
+# --------------------------------------------------------------------------- protobuf
+
+
+def pack_protobuf(body: bytes) -> tuple[list[PackedSpan], int, str]:
+    """The ingest fast path: an ``application/x-protobuf`` request straight to storage rows.
+
+    Only the indexed values are read in Python; each span's remaining fields are
+    re-serialised in C as its payload (see :mod:`.packing`).
+    """
+    try:
+        request = ExportTraceServiceRequest.FromString(body)
+    except (DecodeError, ValueError, TypeError) as exc:
+        raise OtlpDecodeError(f"invalid protobuf ExportTraceServiceRequest: {exc}") from exc
+    rows: list[PackedSpan] = []
+    append = rows.append
+    rejected = 0
+    reason = ""
+    kinds = KIND_BY_NUMBER
+    for resource_spans in request.resource_spans:
+        process = _pb_process(resource_spans.resource.attributes)
+        service = process.service
+        for scope_spans in resource_spans.scope_spans:
+            scope = scope_spans.scope
+            key = process_key(process, scope_tags(scope.name, scope.version))
+            for span in scope_spans.spans:
+                trace_id = span.trace_id.hex()
+                span_id = span.span_id.hex()
+                if len(trace_id) != 32 or len(span_id) != 16 or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+                    rejected += 1
+                    reason = reason or "span with an invalid trace_id or span_id"
+                    continue
+                parent = span.parent_span_id.hex()
+                if len(parent) != 16 or parent == _ZERO_SPAN:
+                    parent = ""
+                kind_number = span.kind
+                start_ns = span.start_time_unix_nano
+                end_ns = span.end_time_unix_nano
+                name = span.name
+                for field_name in _COLUMN_FIELDS:
+                    span.ClearField(field_name)
+                append(
+                    PackedSpan(
+                        trace_id,
+                        span_id,
+                        parent,
+                        service,
+                        name,
+                        kinds[kind_number] if 0 <= kind_number < 6 else KIND_UNSPECIFIED,
+                        key,
+                        start_ns // 1000,
+                        max(0, end_ns - start_ns) // 1000,
+                        span.SerializeToString(),
+                    )
+                )
+    return rows, rejected, reason
+
+
+_COLUMN_FIELDS = ("trace_id", "span_id", "parent_span_id", "name", "start_time_unix_nano", "end_time_unix_nano")
+
+
+def decode_protobuf(body: bytes) -> DecodeResult:
+    """Decode an ``application/x-protobuf`` ExportTraceServiceRequest into SpanRecords.
+
+    Defined as the fast path followed by :func:`unpack`, so what is stored and what
+    this returns can never disagree.
+    """
+    rows, rejected, reason = pack_protobuf(body)
+    processes: dict[ProcessKey, tuple[Process, list[Tag]]] = {}
+    records = []
+    for row in rows:
+        found = processes.get(row.process)
+        if found is None:
+            found = processes[row.process] = (
+                Process(row.service, tags_from_json(row.process[1])),
+                tags_from_json(row.process[2]),
+            )
+        records.append(
+            unpack(
+                row.payload,
+                trace_id=row.trace_id,
+                span_id=row.span_id,
+                parent_id=row.parent_id,
+                operation=row.operation,
+                kind=row.kind,
+                process=found[0],
+                shared_span_tags=found[1],
+                start_us=row.start_us,
+                duration_us=row.duration_us,
+            )
+        )
+    return records, rejected, reason
+
+
+def _pb_process(attributes: Any) -> Process:
+    service = NO_SERVICE_NAME
+    tags = []
+    for tag in pb_attributes(attributes):
+        if tag[0] == "service.name" and tag[1] == STRING:
+            service = tag[2]
+        else:
+            tags.append(tag)
+    return Process(service, tags)
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def decode_json(body: bytes) -> DecodeResult:
+    """Decode an ``application/json`` ExportTraceServiceRequest (OTLP JSON mapping).
+
+    Per the spec ids are hex (not base64), enums may be ints or names, 64-bit ints may
+    be strings; lowerCamelCase keys are canonical but snake_case is accepted too.
+    """
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise OtlpDecodeError(f"invalid JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise OtlpDecodeError("ExportTraceServiceRequest must be a JSON object")
+    records: list[SpanRecord] = []
+    rejected = 0
+    reason = ""
+    try:
+        for resource_spans in _list(document, "resourceSpans", "resource_spans"):
+            resource = _obj(resource_spans, "resource")
+            process = _json_process(_list(resource, "attributes"))
+            scopes = _list(resource_spans, "scopeSpans", "scope_spans") or _list(
+                resource_spans, "instrumentationLibrarySpans", "instrumentation_library_spans"
+            )
+            for scope_spans in scopes:
+                scope = _obj(scope_spans, "scope") or _obj(
+                    scope_spans, "instrumentationLibrary", "instrumentation_library"
+                )
+                shared_tags = scope_tags(_str(scope, "name"), _str(scope, "version"))
+                for span in _list(scope_spans, "spans"):
+                    record = _json_span(span, process, shared_tags)
+                    if record is None:
+                        rejected += 1
+                        reason = reason or "span with an invalid traceId or spanId"
+                    else:
+                        records.append(record)
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise OtlpDecodeError(f"malformed ExportTraceServiceRequest: {exc}") from exc
+    return records, rejected, reason
+
+
+def _json_span(span: dict[str, Any], process: Process, shared_tags: list[Tag]) -> SpanRecord | None:
+    if not isinstance(span, dict):
+        raise TypeError("span must be an object")
+    trace_id = _hex_id(_get(span, "traceId", "trace_id"), 32)
+    span_id = _hex_id(_get(span, "spanId", "span_id"), 16)
+    if not trace_id or not span_id or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+        return None
+    parent = _hex_id(_get(span, "parentSpanId", "parent_span_id"), 16)
+    if parent == _ZERO_SPAN:
+        parent = ""
+    tags = _json_attributes(_list(span, "attributes"))
+    kind = _json_kind(_get(span, "kind"))
+    status = _obj(span, "status")
+    status_code = _json_status_code(_get(status, "code"))
+    error = add_standard_tags(
+        tags, kind, status_code, _str(status, "message"), _str(span, "traceState", "trace_state"), shared_tags
+    )
+    references: list[tuple[str, str, str]] = [(CHILD_OF, trace_id, parent)] if parent else []
+    for link in _list(span, "links"):
+        link_trace = _hex_id(_get(link, "traceId", "trace_id"), 32)
+        link_span = _hex_id(_get(link, "spanId", "span_id"), 16)
+        if link_trace and link_span:
+            references.append((FOLLOWS_FROM, link_trace, link_span))
+    logs = []
+    for event in _list(span, "events"):
+        name = _str(event, "name")
+        fields: list[Tag] = [("event", STRING, name)] if name else []
+        fields.extend(_json_attributes(_list(event, "attributes")))
+        logs.append((_int(_get(event, "timeUnixNano", "time_unix_nano")) // 1000, fields))
+    start_ns = _int(_get(span, "startTimeUnixNano", "start_time_unix_nano"))
+    end_ns = _int(_get(span, "endTimeUnixNano", "end_time_unix_nano"))
+    return SpanRecord(
+        trace_id,
+        span_id,
+        parent,
+        _str(span, "name"),
+        process,
+        start_ns // 1000,
+        max(0, end_ns - start_ns) // 1000,
+        tags,
+        logs,
+        references,
+        kind,
+        error,
+        (_int(_get(span, "flags")) & 0xFF) or SAMPLED_FLAG,
+    )
+
+
+def _json_process(attributes: list[Any]) -> Process:
+    service = NO_SERVICE_NAME
+    tags = []
+    for tag in _json_attributes(attributes):
+        if tag[0] == "service.name" and tag[1] == STRING:
+            service = tag[2]
+        else:
+            tags.append(tag)
+    return Process(service, tags)
+
+
+def _json_attributes(attributes: list[Any]) -> list[Tag]:
+    tags: list[Tag] = []
+    for kv in attributes:
+        key = _str(kv, "key")
+        value = _obj(kv, "value")
+        if "stringValue" in value or "string_value" in value:
+            tags.append((key, STRING, str(_get(value, "stringValue", "string_value"))))
+        elif "intValue" in value or "int_value" in value:
+            tags.append((key, INT64, _int(_get(value, "intValue", "int_value"))))
+        elif "boolValue" in value or "bool_value" in value:
+            tags.append((key, BOOL, _bool(_get(value, "boolValue", "bool_value"))))
+        elif "doubleValue" in value or "double_value" in value:
+            tags.append(float_tag(key, float(_get(value, "doubleValue", "double_value"))))
+        elif "bytesValue" in value or "bytes_value" in value:
+            raw = base64.b64decode(_get(value, "bytesValue", "bytes_value") or "", validate=True)
+            tags.append((key, BINARY, base64.b64encode(raw).decode("ascii")))
+        elif not value:
+            tags.append((key, STRING, ""))
+        else:
+            tags.append((key, STRING, json.dumps(_json_any_value(value), separators=(",", ":"))))
+    return tags
+
+
+def _json_any_value(value: dict[str, Any]) -> Any:
+    if "arrayValue" in value or "array_value" in value:
+        return [_json_any_value(item) for item in _list(_obj(value, "arrayValue", "array_value"), "values")]
+    if "kvlistValue" in value or "kvlist_value" in value:
+        pairs = _list(_obj(value, "kvlistValue", "kvlist_value"), "values")
+        return {_str(kv, "key"): _json_any_value(_obj(kv, "value")) for kv in pairs}
+    if "intValue" in value or "int_value" in value:
+        return _int(_get(value, "intValue", "int_value"))
+    for key in ("stringValue", "boolValue", "doubleValue", "bytesValue", "string_value", "bool_value"):
+        if key in value:
+            return value[key]
+    return None
+
+
+def _json_kind(raw: Any) -> str:
+    if raw is None:
+        return KIND_UNSPECIFIED
+    if isinstance(raw, str) and not raw.isdigit():
+        if raw not in KIND_BY_NAME:
+            raise ValueError(f"unknown span kind {raw!r}")
+        return KIND_BY_NAME[raw]
+    number = int(raw)
+    return KIND_BY_NUMBER[number] if 0 <= number < len(KIND_BY_NUMBER) else KIND_UNSPECIFIED
+
+
+def _json_status_code(raw: Any) -> int:
+    if raw is None:
+        return STATUS_UNSET
+    if isinstance(raw, str) and not raw.isdigit():
+        if raw not in STATUS_BY_NAME:
+            raise ValueError(f"unknown status code {raw!r}")
+        return STATUS_BY_NAME[raw]
+    return int(raw)
+
+
+def _hex_id(raw: Any, length: int) -> str:
+    """OTLP JSON ids are hex; an empty or absent id reads as ""."""
+    if raw is None or raw == "":
+        return ""
+    if not isinstance(raw, str):
+        raise TypeError("ids must be hex strings")
+    text = raw.lower()
+    if len(text) != length:
+        return ""
+    int(text, 16)  # ValueError on non-hex, surfaced as a 400
+    return text
+
+
+def _get(obj: Any, *names: str) -> Any:
+    if not isinstance(obj, dict):
+        raise TypeError("expected a JSON object")
+    for name in names:
+        if name in obj:
+            return obj[name]
+    return None
+
+
+def _obj(obj: Any, *names: str) -> dict[str, Any]:
+    value = _get(obj, *names)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError(f"{names[0]} must be an object")
+    return value
+
+
+def _list(obj: Any, *names: str) -> list[Any]:
+    value = _get(obj, *names)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TypeError(f"{names[0]} must be an array")
+    return value
+
+
+def _str(obj: Any, *names: str) -> str:
+    value = _get(obj, *names)
+    return "" if value is None else str(value)
+
+
+def _int(raw: Any) -> int:
+    if raw is None or raw == "":
+        return 0
+    if isinstance(raw, bool):
+        raise TypeError("expected an integer")
+    return int(raw)
+
+
+def _bool(raw: Any) -> bool:
+    if isinstance(raw, str):
+        return raw.lower() == "true"
+    return bool(raw)
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def encode_response_protobuf(rejected: int = 0, message: str = "") -> bytes:
+    response = ExportTraceServiceResponse()
+    if rejected or message:
+        response.partial_success.rejected_spans = rejected
+        response.partial_success.error_message = message
+    return response.SerializeToString()
+
+
+def encode_response_json(rejected: int = 0, message: str = "") -> bytes:
+    if not (rejected or message):
+        return b"{}"
+    body = {"partialSuccess": {"rejectedSpans": str(rejected), "errorMessage": message}}
+    return json.dumps(body).encode()
+
+
+def encode_status_protobuf(code: int, message: str) -> bytes:
+    """A google.rpc.Status (code=1, message=2) encoded by hand: OTLP's error body."""
+    encoded_message = message.encode()
+    return b"\x08" + _varint(code) + b"\x12" + _varint(len(encoded_message)) + encoded_message
+
+
+def encode_status_json(code: int, message: str) -> bytes:
+    return json.dumps({"code": code, "message": message}).encode()
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)

@@ -1,0 +1,557 @@
+"""SQLite span store: one writer thread fed by a queue, readers on their own connections.
+
+Why this shape:
+
+* Receivers must never wait on a slow query, so ingest only packs spans into rows
+  (:mod:`.packing`) and puts them on a queue; a single writer thread drains it in large
+  ``executemany`` transactions (SQLite works with the GIL released, so writing overlaps
+  the decoding of the next request on the other core).
+* Queries use a small pool of separate connections; with WAL they read a consistent
+  snapshot while the writer keeps writing.
+* Each span is one row: indexed columns for what queries filter on (trace id, service,
+  operation, start time, duration) and one packed payload for the rest. Services,
+  operations and processes are interned into small tables and cached, so a span row
+  carries integers instead of repeated strings and process tags.
+
+``:memory:`` means "nothing kept after stop": the database lives in a private
+temporary directory removed on :meth:`SpanStore.stop`, which keeps WAL and separate
+reader connections working exactly as they do with a file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import shutil
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .model import Process, SpanRecord, Tag, tag_value_text
+from .packing import PackedSpan, ProcessKey, pack_record, process_key, tags_from_json, unpack
+
+logger = logging.getLogger("aiecs_tracing.collector")
+
+MEMORY = ":memory:"
+DEFAULT_MAX_PENDING_SPANS = 500_000
+DEFAULT_QUERY_LIMIT = 100
+WRITE_BATCH_ROWS = 20_000
+RETENTION_CHECK_SECONDS = 5.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS services (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS operations (
+    id INTEGER PRIMARY KEY, service_id INTEGER NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
+    UNIQUE (service_id, name, kind));
+CREATE TABLE IF NOT EXISTS processes (
+    id INTEGER PRIMARY KEY, service_id INTEGER NOT NULL, tags TEXT NOT NULL, span_tags TEXT NOT NULL,
+    UNIQUE (service_id, tags, span_tags));
+CREATE TABLE IF NOT EXISTS spans (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    parent_id TEXT NOT NULL,
+    service_id INTEGER NOT NULL,
+    operation_id INTEGER NOT NULL,
+    process_id INTEGER NOT NULL,
+    start_us INTEGER NOT NULL,
+    duration_us INTEGER NOT NULL,
+    payload BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_id);
+CREATE INDEX IF NOT EXISTS spans_by_service_time ON spans (service_id, start_us);
+CREATE INDEX IF NOT EXISTS spans_by_operation_time ON spans (operation_id, start_us);
+CREATE INDEX IF NOT EXISTS spans_by_time ON spans (start_us);
+"""
+
+INSERT_SPAN = "INSERT INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+SPAN_COLUMNS = "trace_id, span_id, parent_id, operation_id, process_id, start_us, duration_us, payload"
+
+
+def default_db_path() -> Path:
+    """``$XDG_DATA_HOME/aiecs-tracing/traces.sqlite3`` (``~/.local/share`` by default)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "aiecs-tracing" / "traces.sqlite3"
+
+
+@dataclass
+class TraceQuery:
+    """What ``/api/traces`` searches for; every condition must hold on one span."""
+
+    service: str | None = None
+    operation: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    start_min_us: int | None = None
+    start_max_us: int | None = None
+    duration_min_us: int | None = None
+    duration_max_us: int | None = None
+    limit: int = DEFAULT_QUERY_LIMIT
+
+
+@dataclass(frozen=True)
+class _ProcessEntry:
+    process: Process
+    shared_span_tags: list[Tag]
+
+
+class SpanStore:
+    """Durable span storage with a queued single writer and pooled readers."""
+
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str] = MEMORY,
+        *,
+        max_spans: int | None = None,
+        max_age_seconds: float | None = None,
+        max_pending_spans: int = DEFAULT_MAX_PENDING_SPANS,
+    ) -> None:
+        self._temp_dir: str | None = None
+        if os.fspath(db_path) == MEMORY:
+            self._temp_dir = tempfile.mkdtemp(prefix="aiecs-tracing-")
+            self.path = os.path.join(self._temp_dir, "traces.sqlite3")
+        else:
+            self.path = os.fspath(db_path)
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.display_path = MEMORY if self._temp_dir else self.path
+        self.max_spans = max_spans
+        self.max_age_seconds = max_age_seconds
+        self.max_pending_spans = max_pending_spans
+
+        self._queue: queue.SimpleQueue[list[PackedSpan] | None] = queue.SimpleQueue()
+        self._counter_lock = threading.Lock()
+        self._stored_changed = threading.Condition(self._counter_lock)
+        self._pending = 0
+        self._stored = 0
+        self._dropped = 0
+        self._write_errors = 0
+        self._row_count = 0
+
+        # Writer-side interning caches (only the writer thread mutates them).
+        self._service_ids: dict[str, int] = {}
+        self._operation_ids: dict[tuple[int, str, str], int] = {}
+        self._process_ids: dict[tuple[int, str, str], int] = {}
+        # Reader-side caches: ids never change meaning, so entries never go stale.
+        self._operation_names: dict[int, tuple[str, str]] = {}
+        self._process_entries: dict[int, _ProcessEntry] = {}
+
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._writer_db = self._connect(writer=True)
+        self._writer_db.executescript(SCHEMA)
+        self._load_interned()
+        self._row_count = self._writer_db.execute("SELECT count(*) FROM spans").fetchone()[0]
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> SpanStore:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._writer_loop, name="aiecs-collector-writer", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Write what is queued, then close every connection (and drop a ``:memory:`` db)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+        try:
+            self._writer_db.close()
+        except sqlite3.Error:
+            pass
+        while True:
+            try:
+                self._readers.get_nowait().close()
+            except queue.Empty:
+                break
+        if self._temp_dir:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+
+    def _connect(self, writer: bool = False) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=OFF" if self._temp_dir else "PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA cache_size=-65536")  # 64 MiB
+        db.execute("PRAGMA temp_store=MEMORY")
+        if not writer:
+            db.execute("PRAGMA query_only=1")
+        return db
+
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        if self._closed:
+            raise RuntimeError("the span store is closed")
+        try:
+            db = self._readers.get_nowait()
+        except queue.Empty:
+            db = self._connect()
+        try:
+            yield db
+        finally:
+            if self._closed:
+                db.close()
+            else:
+                self._readers.put(db)
+
+    # ------------------------------------------------------------------ ingest
+
+    def submit(self, records: list[SpanRecord]) -> bool:
+        """Pack and queue SpanRecords; False (nothing queued) when the backlog is full."""
+        keys: dict[int, ProcessKey] = {}
+        rows = []
+        for record in records:
+            key = keys.get(id(record.process))
+            if key is None:
+                key = keys[id(record.process)] = process_key(record.process)
+            rows.append(pack_record(record, key))
+        return self.submit_packed(rows)
+
+    def submit_packed(self, rows: list[PackedSpan]) -> bool:
+        """Queue packed spans; False (nothing queued) when the backlog is full or closed."""
+        if self._closed:
+            return False
+        if not rows:
+            return True
+        count = len(rows)
+        with self._counter_lock:
+            if self._pending + count > self.max_pending_spans:
+                self._dropped += count
+                return False
+            self._pending += count
+        self._queue.put(rows)
+        return True
+
+    def _writer_loop(self) -> None:
+        stop = False
+        next_retention = time.monotonic()
+        while not stop:
+            try:
+                first = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                first = []
+            if first is None:
+                stop = True
+                first = []
+            rows: list[PackedSpan] = list(first)
+            while len(rows) < WRITE_BATCH_ROWS:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                rows.extend(more)
+            if rows:
+                self._write(rows)
+            if time.monotonic() >= next_retention or self._over_span_limit():
+                self._apply_retention()
+                next_retention = time.monotonic() + RETENTION_CHECK_SECONDS
+
+    def _write(self, rows: list[PackedSpan]) -> None:
+        db = self._writer_db
+        try:
+            db.execute("BEGIN")
+            service_id = self._service_id
+            operation_id = self._operation_id
+            process_id = self._process_id
+            resolved = []
+            append = resolved.append
+            for row in rows:
+                sid = service_id(db, row.service)
+                append(
+                    (
+                        row.trace_id,
+                        row.span_id,
+                        row.parent_id,
+                        sid,
+                        operation_id(db, sid, row.operation, row.kind),
+                        process_id(db, sid, row.process),
+                        row.start_us,
+                        row.duration_us,
+                        row.payload,
+                    )
+                )
+            db.executemany(INSERT_SPAN, resolved)
+            db.execute("COMMIT")
+            written = len(rows)
+        except sqlite3.Error as exc:
+            written = 0
+            logger.warning("collector: writing %d spans failed: %s", len(rows), exc)
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self._load_interned()  # ids interned in the rolled-back transaction are gone
+        with self._stored_changed:
+            self._pending -= len(rows)
+            self._stored += written
+            self._row_count += written
+            if not written:
+                self._write_errors += len(rows)
+            self._stored_changed.notify_all()
+
+    def _service_id(self, db: sqlite3.Connection, name: str) -> int:
+        found = self._service_ids.get(name)
+        if found is None:
+            found = db.execute("INSERT INTO services (name) VALUES (?)", (name,)).lastrowid
+            self._service_ids[name] = found
+        return found
+
+    def _operation_id(self, db: sqlite3.Connection, service_id: int, name: str, kind: str) -> int:
+        key = (service_id, name, kind)
+        found = self._operation_ids.get(key)
+        if found is None:
+            found = db.execute("INSERT INTO operations (service_id, name, kind) VALUES (?, ?, ?)", key).lastrowid
+            self._operation_ids[key] = found
+        return found
+
+    def _process_id(self, db: sqlite3.Connection, service_id: int, key: ProcessKey) -> int:
+        interned = (service_id, key[1], key[2])
+        found = self._process_ids.get(interned)
+        if found is None:
+            found = db.execute(
+                "INSERT INTO processes (service_id, tags, span_tags) VALUES (?, ?, ?)", interned
+            ).lastrowid
+            self._process_ids[interned] = found
+        return found
+
+    def _load_interned(self) -> None:
+        db = self._writer_db
+        self._service_ids = {name: sid for sid, name in db.execute("SELECT id, name FROM services")}
+        self._operation_ids = {
+            (sid, name, kind): oid for oid, sid, name, kind in db.execute("SELECT id, service_id, name, kind FROM operations")
+        }
+        self._process_ids = {
+            (sid, tags, span_tags): pid
+            for pid, sid, tags, span_tags in db.execute("SELECT id, service_id, tags, span_tags FROM processes")
+        }
+
+    # ------------------------------------------------------------------ retention
+
+    def _over_span_limit(self) -> bool:
+        return self.max_spans is not None and self._row_count > self.max_spans
+
+    def _apply_retention(self) -> None:
+        """Drop spans older than max_age, then the oldest written beyond max_spans."""
+        db = self._writer_db
+        deleted = 0
+        try:
+            if self.max_age_seconds is not None:
+                cutoff = int((time.time() - self.max_age_seconds) * 1_000_000)
+                deleted += db.execute("DELETE FROM spans WHERE start_us < ?", (cutoff,)).rowcount
+            if self.max_spans is not None:
+                excess = self._row_count - deleted - self.max_spans
+                if excess > 0:
+                    deleted += db.execute(
+                        "DELETE FROM spans WHERE rowid IN (SELECT rowid FROM spans ORDER BY rowid LIMIT ?)",
+                        (excess,),
+                    ).rowcount
+        except sqlite3.Error as exc:
+            logger.warning("collector: retention failed: %s", exc)
+        if deleted:
+            with self._counter_lock:
+                self._row_count -= deleted
+
+    # ------------------------------------------------------------------ waiting / stats
+
+    def wait_for_stored(self, count: int, timeout: float) -> int:
+        """Block until ``count`` spans were stored since start (or timeout); return the number."""
+        deadline = time.monotonic() + timeout
+        with self._stored_changed:
+            while self._stored < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._stored_changed.wait(remaining)
+            return self._stored
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Block until everything queued so far is written; True if it was."""
+        deadline = time.monotonic() + timeout
+        with self._stored_changed:
+            while self._pending > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._stored_changed.wait(remaining)
+        return True
+
+    def counters(self) -> dict[str, int]:
+        """Spans stored since start, still queued, dropped (backlog full), failed, and now kept."""
+        with self._counter_lock:
+            return {
+                "stored": self._stored,
+                "queued": self._pending,
+                "dropped": self._dropped,
+                "write_errors": self._write_errors,
+                "spans": self._row_count,
+            }
+
+    def size_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                total += os.path.getsize(self.path + suffix)
+            except OSError:
+                pass
+        return total
+
+    # ------------------------------------------------------------------ queries
+
+    def services(self) -> list[str]:
+        with self._reader() as db:
+            return [name for (name,) in db.execute("SELECT name FROM services ORDER BY name")]
+
+    def operations(self, service: str, kind: str | None = None) -> list[tuple[str, str]]:
+        """``(name, kind)`` pairs of one service, sorted by name."""
+        sql = "SELECT o.name, o.kind FROM operations o JOIN services s ON s.id = o.service_id WHERE s.name = ?"
+        params: list[Any] = [service]
+        if kind:
+            sql += " AND o.kind = ?"
+            params.append(kind)
+        with self._reader() as db:
+            return [(name, k) for name, k in db.execute(sql + " ORDER BY o.name, o.kind", params)]
+
+    def get_records(self, trace_ids: list[str]) -> list[SpanRecord]:
+        """Every stored span of the given traces, ordered by start time."""
+        if not trace_ids:
+            return []
+        marks = ",".join("?" * len(trace_ids))
+        sql = f"SELECT {SPAN_COLUMNS} FROM spans WHERE trace_id IN ({marks}) ORDER BY start_us"
+        with self._reader() as db:
+            rows = db.execute(sql, trace_ids).fetchall()
+            return [self._record(db, *row) for row in rows]
+
+    def _record(
+        self,
+        db: sqlite3.Connection,
+        trace_id: str,
+        span_id: str,
+        parent_id: str,
+        operation_id: int,
+        process_id: int,
+        start_us: int,
+        duration_us: int,
+        payload: bytes,
+    ) -> SpanRecord:
+        operation, kind = self._operation(db, operation_id)
+        entry = self._process(db, process_id)
+        return unpack(
+            payload,
+            trace_id=trace_id,
+            span_id=span_id,
+            parent_id=parent_id,
+            operation=operation,
+            kind=kind,
+            process=entry.process,
+            shared_span_tags=entry.shared_span_tags,
+            start_us=start_us,
+            duration_us=duration_us,
+        )
+
+    def _operation(self, db: sqlite3.Connection, operation_id: int) -> tuple[str, str]:
+        found = self._operation_names.get(operation_id)
+        if found is None:
+            row = db.execute("SELECT name, kind FROM operations WHERE id = ?", (operation_id,)).fetchone()
+            if row is None:  # not committed yet: do not cache the miss
+                return ("", "")
+            found = self._operation_names[operation_id] = (row[0], row[1])
+        return found
+
+    def _process(self, db: sqlite3.Connection, process_id: int) -> _ProcessEntry:
+        found = self._process_entries.get(process_id)
+        if found is None:
+            row = db.execute(
+                "SELECT s.name, p.tags, p.span_tags FROM processes p JOIN services s ON s.id = p.service_id "
+                "WHERE p.id = ?",
+                (process_id,),
+            ).fetchone()
+            if row is None:
+                return _ProcessEntry(Process("unknown"), [])
+            found = _ProcessEntry(Process(row[0], tags_from_json(row[1])), tags_from_json(row[2]))
+            self._process_entries[process_id] = found
+        return found
+
+    def find_trace_ids(self, query: TraceQuery) -> list[str]:
+        """Most recent first: traces with at least one span meeting every condition."""
+        where: list[str] = []
+        params: list[Any] = []
+        with self._reader() as db:
+            if query.service:
+                row = db.execute("SELECT id FROM services WHERE name = ?", (query.service,)).fetchone()
+                if row is None:
+                    return []
+                where.append("service_id = ?")
+                params.append(row[0])
+            if query.operation:
+                sql = "SELECT id FROM operations WHERE name = ?"
+                op_params: list[Any] = [query.operation]
+                if query.service:
+                    sql += " AND service_id = ?"
+                    op_params.append(params[0])
+                op_ids = [oid for (oid,) in db.execute(sql, op_params)]
+                if not op_ids:
+                    return []
+                where.append(f"operation_id IN ({','.join('?' * len(op_ids))})")
+                params.extend(op_ids)
+            for column, op, value in (
+                ("start_us", ">=", query.start_min_us),
+                ("start_us", "<=", query.start_max_us),
+                ("duration_us", ">=", query.duration_min_us),
+                ("duration_us", "<=", query.duration_max_us),
+            ):
+                if value is not None:
+                    where.append(f"{column} {op} ?")
+                    params.append(value)
+            columns = SPAN_COLUMNS if query.tags else "trace_id"
+            sql = f"SELECT {columns} FROM spans"
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            sql += " ORDER BY start_us DESC"
+            limit = query.limit if query.limit > 0 else DEFAULT_QUERY_LIMIT
+            found: dict[str, None] = {}
+            for row in db.execute(sql, params):
+                trace_id = row[0]
+                if trace_id in found:
+                    continue
+                if query.tags and not span_matches_tags(self._record(db, *row), query.tags):
+                    continue
+                found[trace_id] = None
+                if len(found) >= limit:
+                    break
+            return list(found)
+
+    def dependencies(self, start_us: int, end_us: int) -> list[tuple[str, str, int]]:
+        """``(parent service, child service, call count)`` over cross-service parent links."""
+        sql = (
+            "SELECT p.service_id, c.service_id, count(*) FROM spans c "
+            "JOIN spans p ON p.trace_id = c.trace_id AND p.span_id = c.parent_id "
+            "WHERE c.start_us >= ? AND c.start_us <= ? AND c.parent_id != '' AND p.service_id != c.service_id "
+            "GROUP BY p.service_id, c.service_id"
+        )
+        with self._reader() as db:
+            names = dict(db.execute("SELECT id, name FROM services"))
+            rows = db.execute(sql, (start_us, end_us)).fetchall()
+        return sorted((names.get(parent, "?"), names.get(child, "?"), count) for parent, child, count in rows)
+
+
+def span_matches_tags(record: SpanRecord, wanted: dict[str, str]) -> bool:
+    """Jaeger's rule: each wanted key=value appears in span tags, process tags or log fields."""
+    values: dict[str, set[str]] = {}
+    for tag in record.tags:
+        values.setdefault(tag[0], set()).add(tag_value_text(tag))
+    for tag in record.process.tags:
+        values.setdefault(tag[0], set()).add(tag_value_text(tag))
+    for _timestamp, fields in record.logs:
+        for tag in fields:
+            values.setdefault(tag[0], set()).add(tag_value_text(tag))
+    return all(value in values.get(key, ()) for key, value in wanted.items())
