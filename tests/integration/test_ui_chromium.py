@@ -126,6 +126,22 @@ class Page:
         self.send("Input.dispatchMouseEvent", {"type": "mousePressed", **base})
         self.send("Input.dispatchMouseEvent", {"type": "mouseReleased", **base})
 
+    def type_into(self, selector: str, text: str) -> None:
+        """Replace an input's value by typing, as a user would (focus, select all, insert text)."""
+        found = self.js(
+            f"""(() => {{ const el = document.querySelector({json.dumps(selector)});
+                       if (!el) return false; el.focus(); el.select(); return true; }})()"""
+        )
+        assert found, f"no element matches {selector!r}"
+        if text:
+            self.send("Input.insertText", {"text": text})
+        else:
+            key = {"key": "Delete", "code": "Delete", "windowsVirtualKeyCode": 46}
+            self.send("Input.dispatchKeyEvent", {"type": "keyDown", **key})
+            self.send("Input.dispatchKeyEvent", {"type": "keyUp", **key})
+        value = self.js(f"document.querySelector({json.dumps(selector)}).value")
+        assert value == text, f"typing into {selector!r} left {value!r}, wanted {text!r}"
+
     def screenshot(self, path: Path) -> bytes:
         data = base64.b64decode(self.send("Page.captureScreenshot", {"format": "png"}, timeout=20)["data"])
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -545,8 +561,64 @@ def test_empty_collector_and_unknown_trace_show_clear_states(collector, browser)
 
     navigate(page, f"{base}/trace/{'ab' * 16}")
     text = page.wait_for(
-        "document.querySelector('#trace-view .empty-state h3')?.textContent", "the trace-not-found state"
+        "(t => t && !t.startsWith('Loading') && t)(document.querySelector('#trace-view .empty-state h3')?.textContent)",
+        "the trace-not-found state",
     )
-    assert text in ("Trace not found", "Could not load trace"), text
+    assert text == "Trace not found", text
     assert "ab" * 16 in page.js("document.getElementById('trace-view').innerText")
+    assert page.js_errors() == []
+
+
+def test_tag_search_duration_filter_and_form_validation(seeded, browser):
+    page = browser
+    navigate(page, f"http://127.0.0.1:{seeded.ui_port}/")
+    page.wait_for(
+        "[...document.querySelectorAll('#service-select option')].some(o => o.value === 'billing-worker')",
+        "the service dropdown",
+    )
+    page.js(
+        """(() => { const s = document.getElementById('service-select'); s.value = 'billing-worker';
+                   s.dispatchEvent(new Event('change', {bubbles: true})); })()"""
+    )
+
+    def search_and_count() -> int:
+        page.js("document.getElementById('results').textContent = ''")
+        page.click("#search-button")
+        return page.wait_for(
+            """(() => { if (document.querySelector('#results .empty-loading')) return null;
+                       if (document.querySelector('#results .empty-state h3')?.textContent === 'No traces found') return -1;
+                       const n = document.querySelectorAll('#trace-list .trace-item').length;
+                       return n || null; })()""",
+            "search results or the no-results state",
+        )
+
+    # key=value pairs become Jaeger's JSON tags parameter; both must hold on one span.
+    page.type_into("#tags-input", "payment.provider=acme error=true")
+    assert search_and_count() == 1
+    params = page.js("Object.fromEntries(new URLSearchParams(location.search))")
+    assert params["service"] == "billing-worker" and params["tags"] == "payment.provider=acme error=true", (
+        params
+    )
+
+    page.type_into("#tags-input", 'payment.provider="some other"')
+    assert search_and_count() == -1, "a non-matching tag must give the no-results state"
+
+    # Duration filters are passed through: charge_card took 80ms.
+    page.type_into("#tags-input", "")
+    page.type_into("#min-duration", "50ms")
+    assert search_and_count() == 1
+    page.type_into("#min-duration", "100ms")
+    assert search_and_count() == -1
+
+    # Malformed input is reported in the form and sends no search.
+    page.type_into("#min-duration", "")
+    before = page.js("location.search")
+    page.type_into("#tags-input", "justakey")
+    page.click("#search-button")
+    error = page.wait_for(
+        "document.getElementById('form-error').hidden ? null : document.getElementById('form-error').textContent",
+        "the form error",
+    )
+    assert "justakey" in error, error
+    assert page.js("location.search") == before
     assert page.js_errors() == []

@@ -637,7 +637,7 @@
   /** Duration-over-time scatter plot of the search results. */
   function scatterPlot(traces) {
     const W = 900; const H = 150;
-    const m = { l: 56, r: 16, t: 12, b: 24 };
+    const m = { l: 56, r: 16, t: 16, b: 24 };
     const t0 = Math.min(...traces.map((t) => t.start));
     const t1 = Math.max(...traces.map((t) => t.start));
     const dMax = Math.max(1, ...traces.map((t) => t.duration));
