@@ -8,6 +8,7 @@ object by its type name (its ``__repr__`` is never called), secrets as ``[REDACT
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,7 +26,19 @@ def truncate(text: str, limit: int) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_secret_cached(key: str, secret_keys: tuple[str, ...]) -> bool:
+    return _is_secret(key, secret_keys)
+
+
 def is_secret_key(key: str, secret_keys: Iterable[str]) -> bool:
+    """Whether ``key`` names a secret (cached: argument names repeat on every call)."""
+    if type(key) is str and type(secret_keys) is tuple and len(key) <= 200:
+        return _is_secret_cached(key, secret_keys)
+    return _is_secret(key, tuple(secret_keys))
+
+
+def _is_secret(key: str, secret_keys: tuple[str, ...]) -> bool:
     """Whether ``key`` names a secret: ``password``, ``db_password``, ``accessToken``, ``X-Api-Key``.
 
     A secret word followed by more letters (``tokenizer``) is not a secret, except the
@@ -119,7 +132,7 @@ def to_attribute_value(value: Any, max_length: int = 1024, secret_keys: tuple[st
         if kind is int:
             return value if _INT64_MIN <= value <= _INT64_MAX else truncate(str(value), max_length)
         if value is None:
-            return "None"
+            return truncate("None", max_length)
         data = _jsonable(value, secret_keys, 0)
         if type(data) is str:
             return truncate(data, max_length)

@@ -71,6 +71,8 @@ class TracingManager:
         enable_tracing: bool | str | None = None,
         **options: Any,
     ) -> None:
+        # Any OpenTelemetry SpanExporter instance may replace the configured one.
+        self._custom_exporter = options.pop("span_exporter", None)
         self.config: TracingConfig = resolve_config(service_name, jaeger_host, jaeger_port, enable_tracing, **options)
         cfg = self.config
         self.service_name = cfg.service_name
@@ -112,7 +114,10 @@ class TracingManager:
             attributes.setdefault("host.name", _hostname())
             resource = Resource.create(attributes)
             provider = TracerProvider(resource=resource, sampler=build_sampler(cfg.sampler_type, cfg.sampler_param))
-            exporter, self.endpoint = build_exporter(cfg)
+            if self._custom_exporter is not None:
+                exporter, self.endpoint = self._custom_exporter, type(self._custom_exporter).__name__
+            else:
+                exporter, self.endpoint = build_exporter(cfg)
             if exporter is not None:
                 self.processor = BoundedBatchProcessor(
                     exporter,
