@@ -1,0 +1,691 @@
+"""ASGI middleware: a SERVER span per HTTP request and per WebSocket connection.
+
+Pure ASGI (no ``BaseHTTPMiddleware``), so streaming responses, background tasks and
+lifespan behave exactly as without it. Works with any ASGI app; with Starlette/FastAPI the
+span is named by the matched route template (``GET /tasks/{task_id}``), read from
+``scope["route"]`` once the router has run, never by the raw path.
+
+    app.add_middleware(TracingMiddleware, tracing=tracing)
+
+Why no span per ASGI message: OpenTelemetry's middleware adds two ``http send`` spans per
+GET, which triple the span volume and cost without telling anyone anything. Here one
+request is one span; a WebSocket gets one span per connection plus (switchable) one per
+message, measuring the message's handling rather than the idle wait before it.
+
+Nothing here imports a web framework; ``starlette`` is looked at lazily, only to
+recognise a ``Mount``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+from urllib.parse import unquote_plus
+
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
+
+from ..core.attributes import REDACTED, is_secret_key
+from ..core.config import DEFAULT_SECRET_KEYS
+from ..core.guard import report_error
+from ..core.manager import TracingManager, get_tracing_manager
+from ..core.span import Span
+
+__all__ = [
+    "TracingMiddleware",
+    "SENSITIVE_HEADERS",
+    "SENSITIVE_QUERY_PARAMS",
+    "redact_query",
+    "is_sensitive_param",
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: Header values never written to a span, whatever the capture allow-list says.
+SENSITIVE_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "api-key",
+        "apikey",
+        "x-auth-token",
+        "x-access-token",
+        "x-csrf-token",
+        "x-xsrf-token",
+        "x-amz-security-token",
+        "x-goog-api-key",
+        "x-session-id",
+    }
+)
+#: Query parameters whose values are replaced by ``REDACTED`` (besides secret-looking names).
+SENSITIVE_QUERY_PARAMS = frozenset(
+    {
+        "sig",
+        "signature",
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+        "awsaccesskeyid",
+        "x-goog-signature",
+        "x-goog-credential",
+        "key",
+        "code",
+        "client_secret",
+        "auth",
+        "pwd",
+        "pass",
+    }
+)
+_QUERY_SECRET_WORDS = (*DEFAULT_SECRET_KEYS, "signature", "credential")
+URL_REDACTED = "REDACTED"  # the OpenTelemetry semantic conventions' spelling for URLs
+
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"})
+_PROPAGATION_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage", b"uber-trace-id"})
+_ROOT = Context()  # "no parent": a request without trace headers starts a new trace
+_CACHE_MAX = 4096
+
+_param_cache: dict[str, bool] = {}
+
+
+def is_sensitive_param(name: str) -> bool:
+    """Whether a query parameter's value must not reach a span (``token``, ``api_key``, ``sig``...)."""
+    cached = _param_cache.get(name)
+    if cached is None:
+        lowered = unquote_plus(name).lower()
+        cached = lowered in SENSITIVE_QUERY_PARAMS or is_secret_key(lowered, _QUERY_SECRET_WORDS)
+        if len(_param_cache) >= _CACHE_MAX:
+            _param_cache.clear()
+        _param_cache[name] = cached
+    return cached
+
+
+def redact_query(query: str) -> str:
+    """``a=1&token=abc`` -> ``a=1&token=REDACTED``; the string itself when nothing is secret."""
+    if not query:
+        return query
+    parts = query.split("&")
+    changed = False
+    for index, part in enumerate(parts):
+        key, sep, value = part.partition("=")
+        if sep and value and is_sensitive_param(key):
+            parts[index] = f"{key}={URL_REDACTED}"
+            changed = True
+    return "&".join(parts) if changed else query
+
+
+def _normalize_patterns(patterns: str | Iterable[str] | None) -> re.Pattern[str] | None:
+    if not patterns:
+        return None
+    if isinstance(patterns, str):
+        patterns = [p for p in (p.strip() for p in patterns.split(",")) if p]
+    items = [p if isinstance(p, str) else p.pattern for p in patterns]
+    if not items:
+        return None
+    return re.compile("|".join(f"(?:{p})" for p in items))
+
+
+def _header_set(names: Iterable[str] | None) -> dict[bytes, str]:
+    """Allow-list of header names -> the attribute suffix (``x-request-id`` -> ``x_request_id``)."""
+    out: dict[bytes, str] = {}
+    for name in names or ():
+        lowered = name.strip().lower()
+        if lowered:
+            out[lowered.encode("latin-1")] = lowered
+    return out
+
+
+_mount_class: Any = None
+
+
+def _is_mount(route: Any) -> bool:
+    global _mount_class
+    if _mount_class is None:
+        try:
+            from starlette.routing import Mount
+
+            _mount_class = Mount
+        except Exception:  # starlette not installed: nothing can be a Mount
+            _mount_class = type("_NoMount", (), {})
+    return isinstance(route, _mount_class)
+
+
+class TracingMiddleware:
+    """Trace every HTTP request and WebSocket connection that reaches ``app``.
+
+    Options:
+      ``tracing``: the manager (default: the process default, looked up per request, so
+      the middleware may be installed before the manager exists).
+      ``excluded_urls``: regular expressions (or one comma-separated string) searched in the
+      request path; matching requests get no span (health checks, metrics scrapes).
+      ``capture_request_headers`` / ``capture_response_headers``: allow-lists of header names
+      recorded as ``http.request.header.<name>`` / ``http.response.header.<name>``;
+      credentials (:data:`SENSITIVE_HEADERS`) are always ``[REDACTED]``.
+      ``traceresponse``: add the W3C ``traceresponse`` header to responses (opt-in), so a
+      caller can find the server's span; ``"jaeger"`` (or ``("w3c", "jaeger")``) also adds
+      ``uber-trace-id`` for jaeger-client callers.
+      ``websocket_message_spans``: a child span per WebSocket message (default on).
+      ``component``: the legacy ``component`` tag (``"fastapi"`` via ``instrument_fastapi``).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        tracing: TracingManager | None = None,
+        *,
+        excluded_urls: str | Iterable[str] | None = None,
+        capture_request_headers: Iterable[str] | None = None,
+        capture_response_headers: Iterable[str] | None = None,
+        traceresponse: bool | str | Iterable[str] = False,
+        websocket_message_spans: bool = True,
+        component: str = "asgi",
+    ) -> None:
+        self.app = app
+        self.tracing = tracing
+        self.excluded = _normalize_patterns(excluded_urls)
+        self.request_headers = _header_set(capture_request_headers)
+        self.response_headers = _header_set(capture_response_headers)
+        if traceresponse is True:
+            formats: frozenset[str] = frozenset({"w3c"})
+        elif not traceresponse:
+            formats = frozenset()
+        elif isinstance(traceresponse, str):
+            formats = frozenset({traceresponse.lower()})
+        else:
+            formats = frozenset(f.lower() for f in traceresponse)
+        self.traceresponse_w3c = bool(formats & {"w3c", "tracecontext", "traceresponse"})
+        self.traceresponse_jaeger = "jaeger" in formats
+        self.websocket_message_spans = websocket_message_spans
+        self.component = component
+        self._names: dict[tuple[str, int, str], tuple[Any, str, str]] = {}
+        self._hosts: dict[bytes, tuple[str, int | None]] = {}
+
+    # --- entry point ------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http" or kind == "websocket":
+            tracing = self.tracing or get_tracing_manager()
+            if (
+                tracing is not None
+                and tracing._active
+                and (self.excluded is None or not self.excluded.search(scope.get("path", "")))
+            ):
+                if kind == "http":
+                    await self._http(tracing, scope, receive, send)
+                else:
+                    await self._websocket(tracing, scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    # --- shared pieces ----------------------------------------------------------------
+    def _request_attributes(self, scope: Scope, method: str, ws: bool) -> tuple[dict[str, Any], dict | None]:
+        """Start attributes of the server span and the propagation headers (or ``None``)."""
+        host = user_agent = None
+        carrier: dict[str, str] | None = None
+        for key, value in scope.get("headers") or ():
+            if key == b"host":
+                host = value
+            elif key == b"user-agent":
+                user_agent = value
+            elif key in _PROPAGATION_HEADERS or key[:8] == b"uberctx-":
+                if carrier is None:
+                    carrier = {}
+                carrier[key.decode("latin-1")] = value.decode("latin-1")
+        scheme = scope.get("scheme") or ("ws" if ws else "http")
+        path = scope.get("path") or "/"
+        address, port = self._host(host, scope)
+        attributes: dict[str, Any] = {
+            "component": self.component,
+            "http.request.method": method,
+            "http.method": method,
+            "url.scheme": scheme,
+            "url.path": path,
+            "server.address": address,
+        }
+        if port is not None:
+            attributes["server.port"] = port
+        if method not in _KNOWN_METHODS:
+            attributes["http.request.method"] = "_OTHER"
+            attributes["http.request.method_original"] = method
+        netloc = address if port is None else f"{address}:{port}"
+        if ":" in address and port is not None:
+            netloc = f"[{address}]:{port}"
+        query = scope.get("query_string")
+        url = f"{scheme}://{netloc}{scope.get('root_path', '')}{path}"
+        if query:
+            text = redact_query(query.decode("latin-1"))
+            attributes["url.query"] = text
+            url = f"{url}?{text}"
+        attributes["http.url"] = url
+        version = scope.get("http_version")
+        if version:
+            attributes["network.protocol.version"] = version
+        client = scope.get("client")
+        if client:
+            attributes["client.address"] = client[0]
+        if user_agent:
+            attributes["user_agent.original"] = user_agent.decode("latin-1")
+        if self.request_headers:
+            self._capture(scope.get("headers") or (), self.request_headers, "http.request.header.", attributes)
+        return attributes, carrier
+
+    def _host(self, host: bytes | None, scope: Scope) -> tuple[str, int | None]:
+        if host is not None:
+            cached = self._hosts.get(host)
+            if cached is not None:
+                return cached
+            text = host.decode("latin-1")
+            port: int | None = None
+            if text.startswith("["):  # [::1]:8000
+                end = text.find("]")
+                name, rest = text[1:end], text[end + 1 :]
+                if rest.startswith(":") and rest[1:].isdigit():
+                    port = int(rest[1:])
+            else:
+                name, _, port_text = text.partition(":")
+                if port_text.isdigit():
+                    port = int(port_text)
+            if port is None:
+                port = {"http": 80, "ws": 80, "https": 443, "wss": 443}.get(scope.get("scheme", ""))
+            result = (name, port)
+            if len(self._hosts) >= _CACHE_MAX:
+                self._hosts.clear()
+            self._hosts[host] = result
+            return result
+        server = scope.get("server")
+        if server:
+            return str(server[0]), server[1]
+        return "", None
+
+    @staticmethod
+    def _capture(headers: Iterable[tuple[bytes, bytes]], allow: dict[bytes, str], prefix: str, into: dict) -> None:
+        found: dict[str, list[str]] = {}
+        for key, value in headers:
+            name = allow.get(key.lower())
+            if name is not None:
+                text = REDACTED if name in SENSITIVE_HEADERS else value.decode("latin-1")
+                found.setdefault(name, []).append(text)
+        for name, values in found.items():
+            into[prefix + name] = values
+
+    def _route_name(self, scope: Scope, method: str, root_path: str) -> tuple[str | None, str]:
+        """(route template or None, span name) for the route the router matched."""
+        route = scope.get("route")
+        if route is None:
+            route = self._match_route(scope)
+            if route is None:
+                return None, method
+        current_root = scope.get("root_path", "")
+        key = (method, id(route), current_root)
+        cached = self._names.get(key)
+        if cached is not None and cached[0] is route:
+            return cached[1], cached[2]
+        path = getattr(route, "path", None)
+        if not isinstance(path, str):
+            return None, method
+        prefix = current_root[len(root_path) :] if current_root.startswith(root_path) else ""
+        template = f"{prefix}/{{path}}" if _is_mount(route) else f"{prefix}{path}"
+        template = template or "/"
+        name = f"{method} {template}"
+        if len(self._names) >= _CACHE_MAX:
+            self._names.clear()
+        self._names[key] = (route, template, name)
+        return template, name
+
+    @staticmethod
+    def _match_route(scope: Scope) -> Any:
+        """The router's match when a middleware in between copied the scope (rare, uncached)."""
+        router = getattr(scope.get("app"), "router", None)
+        routes = getattr(router, "routes", None)
+        if not routes:
+            return None
+        try:
+            for route in routes:
+                match, _ = route.matches(scope)
+                if getattr(match, "name", "") == "FULL":
+                    return route
+        except Exception:
+            return None
+        return None
+
+    def _continue_from(self, tracing: TracingManager, carrier: dict | None) -> Any:
+        if carrier is None:
+            return _ROOT
+        return tracing.extract_span_context(carrier) or _ROOT
+
+    def _response_trace_headers(self, span: Span, headers: list) -> None:
+        sc = span._otel.get_span_context()
+        if self.traceresponse_w3c:
+            flags = "01" if sc.trace_flags & 1 else "00"
+            headers.append((b"traceresponse", f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{flags}".encode()))
+        if self.traceresponse_jaeger:
+            flags_j = 1 if sc.trace_flags & 1 else 0
+            headers.append((b"uber-trace-id", f"{sc.trace_id:x}:{sc.span_id:x}:0:{flags_j:x}".encode()))
+
+    # --- HTTP ---------------------------------------------------------------------------
+    async def _http(self, tracing: TracingManager, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope.get("method") or "GET"
+        root_path = scope.get("root_path", "")
+        try:
+            attributes, carrier = self._request_attributes(scope, method, False)
+            name = method if method in _KNOWN_METHODS else "HTTP"
+            span = tracing._start(name, attributes, SpanKind.SERVER, self._continue_from(tracing, carrier))
+        except Exception as exc:
+            report_error("asgi request start", exc)
+            span = None
+        if span is None:
+            await self.app(scope, receive, send)
+            return
+
+        status = 0
+        trailers = False
+        otel = span._otel
+
+        def finish() -> None:
+            # name by route (known once the router ran), then end: the response is complete
+            try:
+                template, span_name = self._route_name(scope, method if method in _KNOWN_METHODS else "HTTP", root_path)
+                if template is not None:
+                    span.set_operation_name(span_name)
+                    otel.set_attribute("http.route", template)
+            except Exception as exc:
+                report_error("asgi route name", exc)
+            span.finish()
+
+        async def traced_send(message: Message) -> None:
+            nonlocal status, trailers
+            kind = message["type"]
+            if kind == "http.response.body":
+                if message.get("more_body", False) or trailers:
+                    await send(message)
+                    return
+            elif kind == "http.response.start":
+                try:
+                    status = message["status"]
+                    trailers = bool(message.get("trailers", False))
+                    otel.set_attribute("http.response.status_code", status)
+                    otel.set_attribute("http.status_code", status)
+                    if status >= 500:
+                        otel.set_attribute("error.type", str(status))
+                        span.set_status_error(f"HTTP {status}")
+                    if self.response_headers:
+                        captured: dict[str, Any] = {}
+                        self._capture(message.get("headers") or (), self.response_headers, "http.response.header.", captured)
+                        otel.set_attributes(captured)
+                    if self.traceresponse_w3c or self.traceresponse_jaeger:
+                        headers = list(message.get("headers") or ())
+                        self._response_trace_headers(span, headers)
+                        message = {**message, "headers": headers}
+                except Exception as exc:
+                    report_error("asgi response start", exc)
+                await send(message)
+                return
+            elif kind == "http.response.trailers":
+                if message.get("more_trailers", False):
+                    await send(message)
+                    return
+            elif kind != "http.response.pathsend":
+                await send(message)
+                return
+            # the last message of the response: the request is complete once it is sent
+            try:
+                await send(message)
+            except BaseException as exc:
+                if not span.finished:
+                    span.record_exception(exc)
+                finish()
+                raise
+            finish()
+
+        token = tracing._attach(span)
+        try:
+            await self.app(scope, receive, traced_send)
+        except BaseException as exc:
+            if not span.finished:
+                try:
+                    if not status:
+                        otel.set_attribute("http.response.status_code", 500)
+                        otel.set_attribute("http.status_code", 500)
+                    span.record_exception(exc)
+                except Exception as err:
+                    report_error("asgi request error", err)
+                finish()
+            raise
+        finally:
+            tracing._detach(token)
+        if not span.finished:
+            if not status:
+                # the app returned without a response: the server answers 500 on its own
+                otel.set_attribute("http.response.status_code", 500)
+                otel.set_attribute("http.status_code", 500)
+                otel.set_attribute("error.type", "incomplete_response")
+                span.set_status_error("the application returned without sending a response")
+            finish()
+
+    # --- WebSocket ----------------------------------------------------------------------
+    async def _websocket(self, tracing: TracingManager, scope: Scope, receive: Receive, send: Send) -> None:
+        root_path = scope.get("root_path", "")
+        try:
+            attributes, carrier = self._request_attributes(scope, "GET", True)
+            attributes["network.protocol.name"] = "websocket"
+            span = tracing._start("WEBSOCKET", attributes, SpanKind.SERVER, self._continue_from(tracing, carrier))
+        except Exception as exc:
+            report_error("asgi websocket start", exc)
+            span = None
+        if span is None:
+            await self.app(scope, receive, send)
+            return
+        conn = _WebSocketState(self, tracing, span, scope, root_path)
+        token = tracing._attach(span)
+        try:
+            await self.app(scope, conn.receive(receive), conn.send(send))
+        except BaseException as exc:
+            conn.failed(exc)
+            raise
+        finally:
+            tracing._detach(token)
+            conn.finish()
+
+
+class _WebSocketState:
+    """One connection: the connection span, the open received-message span, close details."""
+
+    __slots__ = (
+        "mw",
+        "tracing",
+        "span",
+        "scope",
+        "root_path",
+        "recv_span",
+        "recv_token",
+        "close_code",
+        "close_reason",
+        "initiator",
+        "accepted",
+        "status",
+        "received",
+        "sent",
+        "template",
+    )
+
+    def __init__(self, mw: TracingMiddleware, tracing: TracingManager, span: Span, scope: Scope, root_path: str):
+        self.mw = mw
+        self.tracing = tracing
+        self.span = span
+        self.scope = scope
+        self.root_path = root_path
+        self.recv_span: Span | None = None
+        self.recv_token: object = None
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self.initiator: str | None = None
+        self.accepted = False
+        self.status: int | None = None
+        self.received = 0
+        self.sent = 0
+        self.template: str | None = None
+
+    def _name(self) -> None:
+        if self.template is not None:
+            return
+        template, _ = self.mw._route_name(self.scope, "WEBSOCKET", self.root_path)
+        if template is not None:
+            self.template = template
+            self.span.set_operation_name(f"WEBSOCKET {template}")
+            self.span._otel.set_attribute("http.route", template)
+
+    def _message_span(self, operation: str, message: Message, kind: SpanKind, parent: Span) -> Span | None:
+        data = message.get("text")
+        if data is not None:
+            mtype = "text"
+            size = len(data) if data.isascii() else len(data.encode("utf-8", "replace"))
+        else:
+            mtype = "binary"
+            data = message.get("bytes")
+            size = len(data) if data is not None else 0
+        name = f"{operation} {self.template}" if self.template else f"websocket {operation}"
+        return self.tracing._start(
+            name,
+            {
+                "component": self.mw.component,
+                "websocket.message.type": mtype,
+                "websocket.message.size": size,
+                "messaging.message.body.size": size,
+                "messaging.operation.type": operation,
+            },
+            kind,
+            parent,
+        )
+
+    def _end_received(self) -> None:
+        recv = self.recv_span
+        if recv is not None:
+            self.recv_span = None
+            token, self.recv_token = self.recv_token, None
+            if token is not None:
+                self.tracing._detach(token)
+            recv.finish()
+
+    def _closed(self, code: Any, reason: Any, initiator: str) -> None:
+        if self.close_code is None:
+            self.close_code = code if isinstance(code, int) else 1005
+            self.close_reason = reason if isinstance(reason, str) and reason else None
+            self.initiator = initiator
+
+    def receive(self, receive: Receive) -> Receive:
+        spans = self.mw.websocket_message_spans
+
+        async def traced_receive() -> Message:
+            # the app asks for the next message: it has finished handling the previous one
+            if self.recv_span is not None:
+                try:
+                    self._end_received()
+                except Exception as exc:
+                    report_error("asgi websocket receive", exc)
+            message = await receive()
+            try:
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    self.received += 1
+                    if spans:
+                        self._name()
+                        recv = self._message_span("receive", message, SpanKind.CONSUMER, self.span)
+                        if recv is not None:
+                            self.recv_span = recv
+                            self.recv_token = self.tracing._attach(recv)
+                elif kind == "websocket.disconnect":
+                    self._closed(message.get("code", 1005), message.get("reason"), "client")
+            except Exception as exc:
+                report_error("asgi websocket receive", exc)
+            return message
+
+        return traced_receive
+
+    def send(self, send: Send) -> Send:
+        spans = self.mw.websocket_message_spans
+
+        async def traced_send(message: Message) -> None:
+            kind = message.get("type")
+            if kind == "websocket.send":
+                self.sent += 1
+                out = None
+                if spans:
+                    try:
+                        self._name()
+                        out = self._message_span("send", message, SpanKind.PRODUCER, self.recv_span or self.span)
+                    except Exception as exc:
+                        report_error("asgi websocket send", exc)
+                if out is None:
+                    await send(message)
+                    return
+                try:
+                    await send(message)
+                except BaseException as exc:
+                    out.record_exception(exc)
+                    raise
+                finally:
+                    out.finish()
+                return
+            try:
+                if kind == "websocket.accept":
+                    self.accepted = True
+                    self.status = 101
+                    self._name()
+                    if self.mw.traceresponse_w3c or self.mw.traceresponse_jaeger:
+                        headers = list(message.get("headers") or ())
+                        self.mw._response_trace_headers(self.span, headers)
+                        message = {**message, "headers": headers}
+                elif kind == "websocket.close":
+                    self._name()
+                    if not self.accepted:
+                        self.status = 403
+                    self._closed(message.get("code", 1000), message.get("reason"), "server")
+                elif kind == "websocket.http.response.start":
+                    self._name()
+                    self.status = message.get("status")
+            except Exception as exc:
+                report_error("asgi websocket send", exc)
+            await send(message)
+
+        return traced_send
+
+    def failed(self, exc: BaseException) -> None:
+        try:
+            self._end_received()
+            if self.close_code is None and self.accepted:
+                self._closed(1011, None, "server")  # what the server sends after an app error
+            elif not self.accepted and self.status is None:
+                self.status = 500  # the handshake is answered with a 500
+            self.span.record_exception(exc)
+        except Exception as err:
+            report_error("asgi websocket error", err)
+
+    def finish(self) -> None:
+        try:
+            self._end_received()
+            self._name()
+            otel = self.span._otel
+            if self.close_code is None and self.accepted:
+                self._closed(1000, None, "server")  # the server closes normally when the app returns
+            status = self.status if self.status is not None else (101 if self.accepted else 403)
+            otel.set_attribute("http.response.status_code", status)
+            otel.set_attribute("http.status_code", status)
+            if self.close_code is not None:
+                otel.set_attribute("websocket.close.code", self.close_code)
+                otel.set_attribute("websocket.close.initiator", self.initiator or "")
+                if self.close_reason:
+                    otel.set_attribute("websocket.close.reason", self.close_reason)
+                if self.close_code == 1011:
+                    self.span.set_status_error("WebSocket closed with 1011 (internal error)")
+            otel.set_attribute("websocket.messages.received", self.received)
+            otel.set_attribute("websocket.messages.sent", self.sent)
+        except Exception as exc:
+            report_error("asgi websocket finish", exc)
+        self.span.finish()
