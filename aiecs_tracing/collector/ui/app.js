@@ -755,7 +755,15 @@
       id: 'span-filter', type: 'search', class: 'span-filter', placeholder: 'Find in trace…',
       spellcheck: 'false', 'aria-label': 'Find spans in trace',
     });
-    filterIn.addEventListener('input', () => { traceState.filter = filterIn.value.trim().toLowerCase(); renderRows(); });
+    filterIn.addEventListener('input', () => {
+      traceState.filter = filterIn.value.trim().toLowerCase();
+      // Reveal matches hidden inside collapsed subtrees.
+      for (const sp of t.spans) {
+        if (!spanMatches(sp, traceState.filter)) continue;
+        for (let p = sp.parent; p; p = p.parent) traceState.collapsed.delete(p.spanID);
+      }
+      renderRows();
+    });
     return h('div', { class: 'panel trace-header', id: 'trace-header' },
       h('div', { class: 'trace-title-row' },
         backButton(),
@@ -777,6 +785,7 @@
       h('div', { class: 'trace-toolbar' },
         h('div', { class: 'svc-legend', id: 'svc-legend' }, t.services.map((sv) => serviceChip(sv.name, sv.count))),
         h('div', { class: 'toolbar-actions' },
+          h('span', { class: 'filter-count muted', id: 'filter-count', 'aria-live': 'polite' }),
           filterIn,
           h('button', { class: 'btn btn-ghost', type: 'button', id: 'expand-all', onclick: () => { traceState.collapsed.clear(); renderRows(); } }, 'Expand all'),
           h('button', {
@@ -900,6 +909,8 @@
     }
     const filterIn = document.getElementById('span-filter');
     if (filterIn) filterIn.classList.toggle('no-match', Boolean(f) && matchCount === 0);
+    const counter = document.getElementById('filter-count');
+    if (counter) counter.textContent = f ? `${matchCount} of ${plural(t.spans.length, 'span')} match` : '';
   }
 
   function indentGuides(depth) {
