@@ -403,8 +403,9 @@
       e.preventDefault();
       const q = readForm();
       if (!q) return;
-      const qs = new URLSearchParams(q.urlParams).toString();
-      history.pushState({}, '', `/search?${qs}`);
+      const url = `/search?${new URLSearchParams(q.urlParams).toString()}`;
+      if (location.pathname + location.search === url) history.replaceState(history.state, '', url);
+      else history.pushState({}, '', url);
       runSearch(q);
     });
     searchState.el = el;
@@ -508,14 +509,18 @@
     }
   }
 
+  let operationsToken = 0;
+
   async function loadOperations(service, selected) {
     const { operation } = formEls();
+    const token = ++operationsToken;
     clear(operation);
     operation.append(h('option', { value: '' }, 'all'));
     if (!service) return;
     try { localStorage.setItem('aiecs.lastService', service); } catch (_e) { /* ignore */ }
     try {
       const body = await api(`/api/services/${encodeURIComponent(service)}/operations`);
+      if (token !== operationsToken) return; // the service changed again meanwhile
       const ops = (Array.isArray(body.data) ? body.data : [])
         .map((o) => (o && typeof o === 'object' ? o.name : o)).map(String);
       [...new Set(ops)].sort().forEach((o) => operation.append(h('option', { value: o }, o)));
@@ -529,7 +534,7 @@
     const results = searchState.el && searchState.el.querySelector('#results');
     if (!results) return;
     const { service } = formEls();
-    if (service.disabled && searchState.servicesLoaded !== null) {
+    if (service.disabled) {
       renderResultsMessage('empty', 'No traces received yet',
         'Point an OTLP exporter at this collector (HTTP /v1/traces) and the services will show up here.');
       return;
