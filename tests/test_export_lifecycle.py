@@ -212,3 +212,34 @@ def test_log_correlation(caplog):
     assert outside.trace_id == ""
     assert len(log.filters) == 1
     t.close_tracer()
+
+
+class _StuckExporter:
+    """An exporter whose backend hangs (a black-holed collector)."""
+
+    def __init__(self):
+        import threading as _t
+
+        self.release = _t.Event()
+
+    def export(self, spans):
+        self.release.wait(30)
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self):
+        self.release.set()
+
+    def force_flush(self, timeout_millis=0):
+        return True
+
+
+def test_close_is_bounded_when_the_backend_hangs():
+    t = TracingManager("stuck", span_exporter=_StuckExporter(), set_global_provider=False, set_default_manager=False)
+    for i in range(3):
+        t.finish_span(t.start_span(f"s{i}"))
+    started = time.monotonic()
+    t.close_tracer(timeout=0.5)
+    assert time.monotonic() - started < 3
+    assert t.get_tracer_info()["closed"] is True

@@ -87,9 +87,18 @@ class BoundedBatchProcessor(SpanProcessor):
             return False
 
     def shutdown(self, timeout_millis: int = 5000) -> None:
+        """Flush what is queued, but never hold the process (at exit) longer than the timeout.
+
+        The flush runs in a daemon thread joined with the timeout, so a backend that is down
+        while the app exits costs at most ``timeout_millis``, not the exporter's retry budget.
+        """
         if self._shutdown:
             return
-        self.force_flush(timeout_millis)
+        flusher = threading.Thread(target=self.force_flush, args=(timeout_millis,), daemon=True)
+        flusher.start()
+        flusher.join(timeout=max(0.05, timeout_millis / 1000.0))
+        if flusher.is_alive():
+            self._count_drop(len(self._queue), "the exporter did not finish before shutdown")
         self._shutdown = True
         self._wake.set()
         thread = self._thread
