@@ -414,6 +414,37 @@ def test_big_attribute_alone_is_cut_but_logs_are_kept(agent: AgentSocket, traced
     assert [tag_value(tag_map(log.fields)["event"]) for log in wire.logs] == ["checkpoint"]
 
 
+def test_spans_of_two_services_in_one_export_become_two_processes(agent: AgentSocket) -> None:
+    memory = InMemorySpanExporter()
+    for service in ("orders", "billing"):
+        with make_provider(memory, service=service).get_tracer("t").start_as_current_span(f"{service}-op"):
+            pass
+    exporter = JaegerUDPExporter("127.0.0.1", agent.port)
+
+    assert exporter.export(memory.get_finished_spans()) is SpanExportResult.SUCCESS
+    agent.wait_for_spans(2)
+    services = {
+        batch.process.serviceName: [s.operationName for s in batch.spans] for batch in agent.batches()
+    }
+    assert services == {"orders": ["orders-op"], "billing": ["billing-op"]}
+
+
+def test_huge_resource_attribute_is_cut_so_spans_still_fit(agent: AgentSocket) -> None:
+    exporter = JaegerUDPExporter("127.0.0.1", agent.port)
+    provider = make_provider(exporter, **{"k8s.pod.annotations": "a" * 100_000})
+    with provider.get_tracer("t").start_as_current_span("still-here"):
+        pass
+    provider.shutdown()
+
+    (wire,) = agent.wait_for_spans(1)
+    ((data, _),) = agent.datagrams
+    assert wire.operationName == "still-here"
+    assert len(data) <= 65000
+    (batch,) = agent.batches()
+    assert batch.process.serviceName == "checkout"
+    assert len(tag_map(batch.process.tags)["k8s.pod.annotations"].vStr) < 100_000
+
+
 # --- failures never raise --------------------------------------------------------------------------
 
 
@@ -550,6 +581,10 @@ def test_arbitrary_attribute_values_encode_and_decode(
     service, process_tags = jaeger_process_tags(dict(finished.resource.attributes), {"extra": attributes})
     payload = encode_emit_batch(encode_process(service, process_tags), [encode_span(finished)] * 2, seq_id)
     batch = decode_datagram(payload)
+    _, _, decoded_seq_id = TCompactProtocol.TCompactProtocol(
+        TTransport.TMemoryBuffer(payload)
+    ).readMessageBegin()
+    assert decoded_seq_id == seq_id & 0x7FFFFFFF
 
     assert batch.process.serviceName == "prop ✓"
     assert len(batch.spans) == 2
@@ -559,8 +594,10 @@ def test_arbitrary_attribute_values_encode_and_decode(
     for key, value in (finished.attributes or {}).items():
         _assert_tag_matches(tags[key], value)
     (log,) = wire.logs
-    fields = tag_map(log.fields)
-    assert fields["event"].vStr == "evt"
-    for key, value in (finished.events[0].attributes or {}).items():
-        if key != "event":
-            _assert_tag_matches(fields[key], value)
+    fields = tag_map(log.fields)  # an explicit "event" attribute replaces the generated name field
+    kept_event_attributes = dict(finished.events[0].attributes or {})
+    if "event" not in kept_event_attributes:
+        assert fields.pop("event").vStr == "evt"
+    assert set(fields) == set(kept_event_attributes)
+    for key, value in kept_event_attributes.items():
+        _assert_tag_matches(fields[key], value)
