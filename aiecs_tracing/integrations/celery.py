@@ -1,0 +1,557 @@
+"""Celery: one trace from the code that publishes a task to the worker that runs it.
+
+``install_celery_tracing(app)`` connects Celery's signals for *that* app only and wraps
+that app instance's ``send_task`` (every publish - ``delay``, ``apply_async``, signatures,
+canvas, retries, beat, ``send_task`` by name - goes through it). Nothing global is patched.
+
+Why the design looks like this (the OpenTelemetry instrumentation's known failures):
+
+* ``before_task_publish`` is sent with the task *name* as sender and no app, and the task
+  may not be registered in the publishing process (``send_task("acc.add")`` to a worker
+  with its own registry, OpenTelemetry issue 609). So the publish span does not depend on
+  the registry: the ``send_task`` wrapper marks "this app is publishing" in a context
+  variable and the signal handlers act only under that mark. The wrapper also ends the
+  span with the error when the publish raises (``after_task_publish`` is then never sent).
+* The context goes into the message headers. With task protocol 2 the worker puts them at
+  the top level of ``task.request`` (and in ``task.request.headers``); with protocol 1
+  only under ``task.request.headers``. The worker reads both. A retry copies the old
+  request's headers into the new message: stale trace keys are replaced.
+* Worker spans are keyed by ``(task id, attempt)``, made current for the task body
+  (``task_prerun``/``task_postrun`` run in the same thread for prefork, solo, threads and
+  eager execution) and always popped in ``task_postrun``.
+* Prefork children exit with ``os._exit`` (no ``atexit``): ``worker_process_shutdown``
+  flushes the manager in the dying child (OpenTelemetry issue 4916, "10 tasks in, 1 span
+  out"). The core processor and the UDP exporter re-initialise themselves after ``fork``.
+* What only the worker's main process learns - a hard time-limit kill, a lost child, a
+  revoked, unknown or rejected message - becomes a short ``run <task>`` span there, child
+  of the publish span, with the outcome as its status.
+
+Eager execution (``task_always_eager`` or ``task.apply()``) publishes nothing, so there is
+no PRODUCER span: the execution is an INTERNAL ``run <task>`` span, child of the caller.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import threading
+import time
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
+
+from ..core.guard import report_error
+from ..core.manager import get_tracing_manager
+
+try:
+    from celery import signals as _signals
+except ImportError as _exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "aiecs_tracing.integrations.celery needs Celery: pip install 'aiecs-tracing[celery]'"
+    ) from _exc
+
+if TYPE_CHECKING:
+    from ..core.manager import TracingManager
+    from ..core.span import Span
+
+__all__ = ["install_celery_tracing", "uninstall_celery_tracing", "is_celery_tracing_installed"]
+
+_STATE_ATTR = "_aiecs_celery_tracing"
+_TRACE_KEYS = ("traceparent", "tracestate", "baggage", "uber-trace-id")
+_UBERCTX = "uberctx-"
+#: Tasks with a hard time limit remembered by the worker's main process (task id -> context),
+#: so a kill it performs can be reported under the right parent. Bounded: oldest dropped first.
+_MAX_WATCHED = 10_000
+
+
+class _Publish:
+    """One ``send_task`` call in flight: the app publishing it and its PRODUCER span."""
+
+    __slots__ = ("state", "tracing", "span")
+
+    def __init__(self, state: _CeleryTracing, tracing: TracingManager) -> None:
+        self.state = state
+        self.tracing = tracing
+        self.span: Span | None = None
+
+
+_publishing: ContextVar[_Publish | None] = ContextVar("aiecs_celery_publishing", default=None)
+
+
+def _header_carrier(source: Any) -> dict[str, Any] | None:
+    """The trace headers found in a mapping (message headers or a request's ``__dict__``)."""
+    if not isinstance(source, dict):
+        return None
+    carrier = {key: source[key] for key in _TRACE_KEYS if key in source}
+    if "traceparent" not in carrier and "uber-trace-id" not in carrier:
+        return None
+    if "baggage" not in carrier:
+        for key, value in source.items():
+            if isinstance(key, str) and key.startswith(_UBERCTX):
+                carrier[key] = value
+    return carrier
+
+
+def _request_carrier(request: Any) -> dict[str, Any] | None:
+    """Trace headers of a task request: top level (protocol 2), else ``request.headers``."""
+    values = getattr(request, "__dict__", None)
+    if not isinstance(values, dict):
+        return None
+    return _header_carrier(values) or _header_carrier(values.get("headers"))
+
+
+def _strip_trace_headers(headers: dict[str, Any]) -> None:
+    """Drop trace keys a retry copied from the previous attempt's request."""
+    for key in [k for k in headers if isinstance(k, str) and (k in _TRACE_KEYS or k.startswith(_UBERCTX))]:
+        del headers[key]
+
+
+class _CeleryTracing:
+    """The per-app installation: signal receivers, the ``send_task`` wrapper, open spans."""
+
+    def __init__(self, app: Any, tracing: TracingManager | None) -> None:
+        self.app = app
+        self.tracing = tracing
+        self.active = False
+        #: (task id, attempt) -> (span, context token, manager) for executions in this process
+        self.running: dict[tuple[Any, Any], tuple[Span, object, TracingManager]] = {}
+        self.watched: collections.OrderedDict[str, tuple[dict[str, Any] | None, str, Any, float]] = (
+            collections.OrderedDict()
+        )
+        self._watch_lock = threading.Lock()
+        self._previous_send_task: Any = None
+        self._had_instance_send_task = False
+        uid = f"aiecs_tracing.celery.{id(app)}"
+        self._connections = [
+            (_signals.before_task_publish, self.on_before_publish, uid + ".before_publish"),
+            (_signals.after_task_publish, self.on_after_publish, uid + ".after_publish"),
+            (_signals.task_prerun, self.on_prerun, uid + ".prerun"),
+            (_signals.task_postrun, self.on_postrun, uid + ".postrun"),
+            (_signals.task_failure, self.on_failure, uid + ".failure"),
+            (_signals.task_retry, self.on_retry, uid + ".retry"),
+            (_signals.task_revoked, self.on_revoked, uid + ".revoked"),
+            (_signals.task_rejected, self.on_rejected, uid + ".rejected"),
+            (_signals.task_unknown, self.on_unknown, uid + ".unknown"),
+            (_signals.task_received, self.on_received, uid + ".received"),
+            (_signals.worker_process_shutdown, self.on_process_shutdown, uid + ".process_shutdown"),
+            (_signals.worker_shutdown, self.on_worker_shutdown, uid + ".worker_shutdown"),
+        ]
+
+    # --- set-up ---------------------------------------------------------------------------
+    def manager(self) -> TracingManager | None:
+        tracing = self.tracing or get_tracing_manager()
+        if tracing is None or not tracing._active:
+            return None
+        return tracing
+
+    def install(self) -> None:
+        for signal, receiver, uid in self._connections:
+            signal.connect(receiver, weak=False, dispatch_uid=uid)
+        app = self.app
+        self._had_instance_send_task = "send_task" in app.__dict__
+        original = app.send_task
+        self._previous_send_task = original
+        app.send_task = self._wrap_send_task(original)
+        self.active = True
+
+    def uninstall(self) -> None:
+        self.active = False
+        for signal, _receiver, uid in self._connections:
+            signal.disconnect(dispatch_uid=uid)
+        app = self.app
+        current = app.__dict__.get("send_task")
+        if getattr(current, "__aiecs_celery_state__", None) is self:
+            if self._had_instance_send_task:
+                app.send_task = self._previous_send_task
+            else:
+                del app.__dict__["send_task"]
+        # else someone wrapped it after us: our wrapper stays in their chain but passes through.
+        for span, _token, _tracing in list(self.running.values()):  # uninstalled mid-task
+            span.finish()
+        self.running.clear()
+        self.watched.clear()
+
+    def _wrap_send_task(self, original: Any) -> Any:
+        state = self
+
+        @functools.wraps(original)
+        def send_task(*args: Any, **kwargs: Any) -> Any:
+            if not state.active:
+                return original(*args, **kwargs)
+            tracing = state.manager()
+            if tracing is None:
+                return original(*args, **kwargs)
+            publish = _Publish(state, tracing)
+            token = _publishing.set(publish)
+            try:
+                return original(*args, **kwargs)
+            except BaseException as exc:
+                span = publish.span
+                if span is not None and not span.finished:
+                    span.record_exception(exc)
+                    span.finish()
+                raise
+            finally:
+                _publishing.reset(token)
+
+        send_task.__aiecs_celery_state__ = state  # type: ignore[attr-defined]
+        return send_task
+
+    # --- publish --------------------------------------------------------------------------
+    def on_before_publish(
+        self,
+        sender: Any = None,
+        body: Any = None,
+        exchange: Any = None,
+        routing_key: Any = None,
+        headers: Any = None,
+        properties: Any = None,
+        **_: Any,
+    ) -> None:
+        publish = _publishing.get()
+        if publish is None or publish.state is not self or publish.span is not None:
+            return
+        try:
+            if not isinstance(headers, dict):
+                return
+            task_id = headers.get("id")
+            retries = headers.get("retries")
+            eta = headers.get("eta")
+            if task_id is None and isinstance(body, dict):  # task protocol 1
+                task_id, retries, eta = body.get("id"), body.get("retries"), body.get("eta")
+            name = str(sender)
+            attributes: dict[str, Any] = {
+                "component": "celery",
+                "messaging.system": "celery",
+                "messaging.operation.type": "send",
+                "messaging.operation.name": "send",
+                "celery.action": "apply_async",
+                "celery.task_name": name,
+            }
+            if task_id is not None:
+                attributes["messaging.message.id"] = str(task_id)
+            if routing_key:
+                attributes["messaging.destination.name"] = str(routing_key)
+            if exchange:
+                attributes["celery.exchange"] = str(getattr(exchange, "name", exchange))
+            if retries:
+                attributes["celery.retries"] = int(retries)
+                attributes["messaging.celery.retries"] = int(retries)
+            if eta:
+                attributes["celery.eta"] = str(eta)
+            tracing = publish.tracing
+            span = tracing._start("send " + name, attributes, SpanKind.PRODUCER)
+            publish.span = span
+            if "traceparent" in headers or "uber-trace-id" in headers:
+                _strip_trace_headers(headers)
+            tracing.inject_span_context(span, headers)
+        except Exception as exc:
+            report_error("celery publish", exc)
+
+    def on_after_publish(self, sender: Any = None, **_: Any) -> None:
+        publish = _publishing.get()
+        if publish is None or publish.state is not self:
+            return
+        span = publish.span
+        if span is not None:
+            publish.span = None
+            span.finish()
+
+    # --- execution ------------------------------------------------------------------------
+    def on_prerun(self, sender: Any = None, task_id: Any = None, task: Any = None, **_: Any) -> None:
+        task = task if task is not None else sender
+        if task is None or not self.active:
+            return
+        try:
+            if task.app is not self.app:
+                return
+            tracing = self.manager()
+            if tracing is None:
+                return
+            request = task.request
+            retries = request.retries or 0
+            name = task.name
+            eager = bool(request.is_eager)
+            attributes: dict[str, Any] = {
+                "component": "celery",
+                "messaging.system": "celery",
+                "messaging.operation.type": "process",
+                "messaging.operation.name": "run",
+                "celery.action": "run",
+                "celery.task_name": str(name),
+                "celery.retries": int(retries),
+                "messaging.celery.retries": int(retries),
+            }
+            if task_id is not None:
+                attributes["messaging.message.id"] = str(task_id)
+            if eager:
+                attributes["celery.eager"] = True
+                parent = None
+                kind = SpanKind.INTERNAL
+            else:
+                carrier = _request_carrier(request)
+                parent = tracing.extract_span_context(carrier) if carrier is not None else None
+                if parent is None:
+                    parent = _NO_PARENT  # an untraced publisher: a new trace, whatever is current here
+                kind = SpanKind.CONSUMER
+                delivery = request.delivery_info
+                if isinstance(delivery, dict) and delivery.get("routing_key"):
+                    attributes["messaging.destination.name"] = str(delivery["routing_key"])
+                if request.hostname:
+                    attributes["celery.hostname"] = str(request.hostname)
+            span = tracing._start("run " + str(name), attributes, kind, parent)
+            token = tracing.attach(span)
+            self.running[(task_id, retries)] = (span, token, tracing)
+        except Exception as exc:
+            report_error("celery prerun", exc)
+
+    def _entry_key(self, task: Any, task_id: Any) -> tuple[Any, Any] | None:
+        request = getattr(task, "request", None)
+        if request is None or request.id != task_id:
+            return None
+        return (task_id, request.retries or 0)
+
+    def on_postrun(
+        self, sender: Any = None, task_id: Any = None, task: Any = None, state: Any = None, **_: Any
+    ) -> None:
+        if not self.running:
+            return
+        try:
+            task = task if task is not None else sender
+            key = self._entry_key(task, task_id)
+            entry = self.running.pop(key, None) if key is not None else None
+            if entry is None:
+                return
+            span, token, tracing = entry
+            tracing.detach(token)
+            if state:
+                span._otel.set_attribute("celery.state", str(state))
+                if state == "FAILURE" and span._otel.status.is_ok:  # e.g. eager, propagating
+                    span.set_status_error("task failed")
+            span.finish()
+        except Exception as exc:
+            report_error("celery postrun", exc)
+
+    def on_failure(
+        self, sender: Any = None, task_id: Any = None, exception: Any = None, einfo: Any = None, **_: Any
+    ) -> None:
+        try:
+            if sender is None or sender.app is not self.app:
+                return
+            key = self._entry_key(sender, task_id)
+            entry = self.running.get(key) if key is not None else None
+            if entry is not None:
+                span = entry[0]
+                span._otel.set_attribute("celery.state", "FAILURE")
+                if isinstance(exception, BaseException):
+                    span.record_exception(exception)
+                else:
+                    span.set_status_error("task failed")
+                return
+            # Not running in this process: the worker's main process learnt of a hard
+            # time-limit kill or a lost child. The child's own span never ended.
+            carrier, name, retries, started = self._forget(task_id, sender)
+            if carrier is None and key is not None:  # a lost child: the request was pushed
+                carrier = _request_carrier(sender.request)
+            extra: dict[str, Any] = {"celery.state": "FAILURE", "celery.terminated": True}
+            if type(exception).__name__ == "TimeLimitExceeded":
+                extra["celery.time_limit_exceeded"] = True
+            self._stand_in(name, task_id, retries, carrier, extra, exception=exception, start=started)
+        except Exception as exc:
+            report_error("celery failure", exc)
+
+    def on_retry(self, sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
+        if request is None or not self.running:
+            return
+        try:
+            entry = self.running.get((request.id, request.retries or 0))
+            if entry is None:
+                return
+            span = entry[0]
+            span._otel.set_attribute("celery.state", "RETRY")
+            span._otel.set_attribute("celery.retry.reason", str(reason)[:1024])
+            span._otel.add_event("retry", {"celery.retry.reason": str(reason)[:1024]})
+        except Exception as exc:
+            report_error("celery retry", exc)
+
+    # --- outcomes only the worker's main process sees -------------------------------------
+    def on_received(self, sender: Any = None, request: Any = None, **_: Any) -> None:
+        """Remember the context of tasks with a hard time limit: a kill is reported here."""
+        try:
+            if request is None or not self.active:
+                return
+            task = getattr(request, "task", None)
+            if task is None or task.app is not self.app:
+                return
+            limits = request.time_limits
+            hard = (limits[0] if limits else None) or task.time_limit or self.app.conf.task_time_limit
+            if not hard or self.manager() is None:
+                return
+            headers = getattr(request, "request_dict", None)
+            carrier = _header_carrier(headers) or _header_carrier((headers or {}).get("headers"))
+            retries = (headers or {}).get("retries", 0)
+            with self._watch_lock:
+                self.watched[request.id] = (carrier, request.name, retries, time.time())
+                while len(self.watched) > _MAX_WATCHED:
+                    self.watched.popitem(last=False)
+        except Exception as exc:
+            report_error("celery received", exc)
+
+    def _forget(self, task_id: Any, task: Any) -> tuple[dict[str, Any] | None, str, Any, float | None]:
+        with self._watch_lock:
+            found = self.watched.pop(task_id, None)
+        if found is None:
+            request = getattr(task, "request", None)
+            retries = request.retries if request is not None and request.id == task_id else 0
+            return None, str(getattr(task, "name", "?")), retries, None
+        return found
+
+    def on_revoked(
+        self,
+        sender: Any = None,
+        request: Any = None,
+        terminated: Any = False,
+        signum: Any = None,
+        expired: Any = False,
+        **_: Any,
+    ) -> None:
+        try:
+            if sender is None or request is None or sender.app is not self.app:
+                return
+            attributes: dict[str, Any] = {"celery.state": "REVOKED"}
+            if terminated:
+                attributes["celery.terminated"] = True
+                if signum is not None:
+                    attributes["celery.terminated.signal"] = str(signum)
+            if expired:
+                attributes["celery.revoked.reason"] = "expired"
+            description = "expired" if expired else ("terminated" if terminated else None)
+            entry = self.running.get((request.id, request.retries or 0))
+            if entry is not None:  # solo/threads: the execution's own span, ended by postrun
+                span = entry[0]
+                for key, value in attributes.items():
+                    span._otel.set_attribute(key, value)
+                if description:
+                    span.set_status_error(f"task {description}")
+                return
+            carrier, name, retries, started = self._forget(request.id, sender)
+            if carrier is None:
+                carrier = _request_carrier(request)
+            self._stand_in(name, request.id, retries, carrier, attributes, description=description, start=started)
+        except Exception as exc:
+            report_error("celery revoked", exc)
+
+    def on_unknown(self, sender: Any = None, message: Any = None, name: Any = None, id: Any = None, **_: Any) -> None:
+        self._on_bad_message(sender, message, name, id, "unknown task", "UNKNOWN")
+
+    def on_rejected(self, sender: Any = None, message: Any = None, **_: Any) -> None:
+        self._on_bad_message(sender, message, None, None, "message rejected", "REJECTED")
+
+    def _on_bad_message(self, consumer: Any, message: Any, name: Any, task_id: Any, why: str, state: str) -> None:
+        try:
+            if consumer is None or getattr(consumer, "app", None) is not self.app:
+                return
+            headers = getattr(message, "headers", None) or {}
+            carrier = _header_carrier(headers)
+            if not isinstance(headers, dict):
+                headers = {}
+            name = name or headers.get("task") or "unknown"
+            task_id = task_id or headers.get("id")
+            self._stand_in(str(name), task_id, headers.get("retries", 0), carrier, {"celery.state": state}, description=why)
+        except Exception as exc:
+            report_error("celery bad message", exc)
+
+    def _stand_in(
+        self,
+        name: str,
+        task_id: Any,
+        retries: Any,
+        carrier: dict[str, Any] | None,
+        extra: dict[str, Any],
+        *,
+        exception: Any = None,
+        description: str | None = None,
+        start: float | None = None,
+    ) -> None:
+        """A ``run <task>`` span for an outcome the execution itself could not report."""
+        tracing = self.manager()
+        if tracing is None:
+            return
+        parent = tracing.extract_span_context(carrier) if carrier is not None else None
+        attributes: dict[str, Any] = {
+            "component": "celery",
+            "messaging.system": "celery",
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "run",
+            "celery.action": "run",
+            "celery.task_name": name,
+            "celery.retries": int(retries or 0),
+            "messaging.celery.retries": int(retries or 0),
+            **extra,
+        }
+        if task_id is not None:
+            attributes["messaging.message.id"] = str(task_id)
+        # A stand-in without a publish context would start a new trace from nowhere; keep it
+        # as a root span anyway: a lost task must be visible.
+        span = tracing._start(
+            "run " + name,
+            attributes,
+            SpanKind.CONSUMER,
+            parent if parent is not None else _NO_PARENT,
+            int(start * 1e9) if start is not None else None,
+        )
+        if isinstance(exception, BaseException):
+            span.record_exception(exception)
+        elif description:
+            span.set_status_error(description)
+        span.finish()
+
+    # --- process lifecycle ----------------------------------------------------------------
+    def on_process_shutdown(self, **_: Any) -> None:
+        """A prefork child is about to ``os._exit``: export what it finished."""
+        self._flush("celery child flush")
+
+    def on_worker_shutdown(self, **_: Any) -> None:
+        self._flush("celery worker flush")
+
+    def _flush(self, kind: str) -> None:
+        try:
+            tracing = self.tracing or get_tracing_manager()
+            if tracing is not None:
+                tracing.flush(timeout=5.0)
+        except Exception as exc:
+            report_error(kind, exc)
+
+
+#: An empty OpenTelemetry context: "no parent", even if some span is current in this thread.
+_NO_PARENT = Context()
+
+
+def install_celery_tracing(app: Any, tracing: TracingManager | None = None) -> None:
+    """Trace every task ``app`` publishes and runs; idempotent.
+
+    ``tracing`` defaults to the process default manager, looked up at each event, so this
+    may be called before the manager exists (e.g. created in ``worker_process_init``).
+    """
+    state = app.__dict__.get(_STATE_ATTR)
+    if isinstance(state, _CeleryTracing) and state.active:
+        if tracing is not None:
+            state.tracing = tracing
+        return
+    state = _CeleryTracing(app, tracing)
+    state.install()
+    app.__dict__[_STATE_ATTR] = state
+
+
+def uninstall_celery_tracing(app: Any) -> None:
+    """Undo :func:`install_celery_tracing` for ``app``; idempotent."""
+    state = app.__dict__.pop(_STATE_ATTR, None)
+    if isinstance(state, _CeleryTracing):
+        state.uninstall()
+
+
+def is_celery_tracing_installed(app: Any) -> bool:
+    state = app.__dict__.get(_STATE_ATTR)
+    return isinstance(state, _CeleryTracing) and state.active
