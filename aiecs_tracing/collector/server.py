@@ -1,0 +1,257 @@
+"""The embedded collector: Jaeger's ports and query API in one Python object.
+
+What SQLite is to a database server, this is to Jaeger: a local backend with the same
+protocols (OTLP/HTTP on 4318, the agent's UDP thrift-compact ``emitBatch`` on 6831) and
+the same HTTP JSON query API and UI port (16686), so tests, demos and laptops need no
+Docker. Use it from Python::
+
+    with Collector(otlp_port=0, udp_port=0, ui_port=0) as collector:
+        ...export spans to collector.otlp_endpoint...
+        collector.wait_for_spans(3, timeout=5)
+        requests.get(collector.query_url + "/api/services")
+
+or from a shell with ``aiecs-tracing serve``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections import defaultdict
+from typing import Any
+
+from .api import CollectorHTTPServer, OtlpHandler, QueryHandler, enlarge_socket_buffers
+from .store import MEMORY, SpanStore
+from .thrift_compact import ThriftDecodeError, decode_emit_batch
+
+logger = logging.getLogger("aiecs_tracing.collector")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_OTLP_PORT = 4318
+DEFAULT_UDP_PORT = 6831
+DEFAULT_UI_PORT = 16686
+DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
+UDP_RECEIVER = "jaeger_udp"
+MAX_DATAGRAM = 65_535
+
+
+class ReceiverStats:
+    """Per-receiver counters: spans received/rejected and payloads (requests, datagrams) rejected.
+
+    A payload that cannot be decoded at all counts once under ``rejected_payloads``;
+    spans refused individually (bad ids, full backlog) count under ``rejected_spans``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._received: dict[str, int] = defaultdict(int)
+        self._rejected_spans: dict[str, int] = defaultdict(int)
+        self._rejected_payloads: dict[str, int] = defaultdict(int)
+
+    def receive(self, receiver: str, spans: int) -> None:
+        with self._lock:
+            self._received[receiver] += spans
+
+    def reject_spans(self, receiver: str, spans: int) -> None:
+        with self._lock:
+            self._rejected_spans[receiver] += spans
+
+    def reject_payload(self, receiver: str) -> None:
+        with self._lock:
+            self._rejected_payloads[receiver] += 1
+
+    def snapshot(self, receivers: tuple[str, ...]) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {
+                "received": {name: self._received[name] for name in receivers},
+                "rejected": {name: self._rejected_spans[name] + self._rejected_payloads[name] for name in receivers},
+                "rejected_spans": {name: self._rejected_spans[name] for name in receivers},
+                "rejected_payloads": {name: self._rejected_payloads[name] for name in receivers},
+            }
+
+
+class Collector:
+    """OTLP/HTTP + Jaeger UDP receivers, SQLite storage, Jaeger query API and web UI.
+
+    Port 0 picks a free port; the ports actually bound are on :attr:`otlp_port`,
+    :attr:`udp_port` and :attr:`ui_port` after :meth:`start`. ``None`` disables a receiver.
+    """
+
+    def __init__(
+        self,
+        host: str = DEFAULT_HOST,
+        otlp_port: int | None = DEFAULT_OTLP_PORT,
+        udp_port: int | None = DEFAULT_UDP_PORT,
+        ui_port: int | None = DEFAULT_UI_PORT,
+        db_path: str | os.PathLike[str] = MEMORY,
+        *,
+        max_spans: int | None = None,
+        max_age_seconds: float | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        self.host = host
+        self.otlp_port = otlp_port
+        self.udp_port = udp_port
+        self.ui_port = ui_port
+        self.db_path = db_path
+        self.max_spans = max_spans
+        self.max_age_seconds = max_age_seconds
+        self.max_body_bytes = max_body_bytes
+        self.stats = ReceiverStats()
+        self.store: SpanStore | Any = None
+        self._http_servers: list[CollectorHTTPServer] = []
+        self._udp_socket: socket.socket | None = None
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self._started = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Collector:
+        """Bind every port, start the background threads, return self."""
+        if self._started:
+            return self
+        self.store = SpanStore(self.db_path, max_spans=self.max_spans, max_age_seconds=self.max_age_seconds).start()
+        try:
+            if self.otlp_port is not None:
+                server = self._bind_http(self.otlp_port, OtlpHandler, "otlp")
+                self.otlp_port = server.server_address[1]
+            if self.ui_port is not None:
+                server = self._bind_http(self.ui_port, QueryHandler, "query")
+                self.ui_port = server.server_address[1]
+            if self.udp_port is not None:
+                self._udp_socket = self._bind_udp(self.udp_port)
+                self.udp_port = self._udp_socket.getsockname()[1]
+                self._spawn(self._udp_loop, "aiecs-collector-udp")
+        except BaseException:
+            self.stop()
+            raise
+        self._started = True
+        return self
+
+    def stop(self) -> None:
+        """Stop receiving, write what is queued, close the database."""
+        self._stopping.set()
+        for server in self._http_servers:
+            server.shutdown()
+            server.server_close()
+        if self._udp_socket is not None:
+            self._udp_socket.close()
+        for thread in self._threads:
+            thread.join(5)
+        self._http_servers.clear()
+        self._threads.clear()
+        if self.store is not None:
+            self.store.stop()
+        self._started = False
+
+    def __enter__(self) -> Collector:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _spawn(self, target: Any, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _bind_http(self, port: int, handler: type, name: str) -> CollectorHTTPServer:
+        server = CollectorHTTPServer((self.host, port), handler, self)
+        enlarge_socket_buffers(server)
+        self._http_servers.append(server)
+        self._spawn(lambda: server.serve_forever(poll_interval=0.25), f"aiecs-collector-{name}")
+        return server
+
+    def _bind_udp(self, port: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        except OSError:
+            pass
+        sock.bind((self.host, port))
+        sock.settimeout(0.25)
+        return sock
+
+    # ------------------------------------------------------------------ UDP receiver
+
+    def _udp_loop(self) -> None:
+        sock = self._udp_socket
+        assert sock is not None
+        while not self._stopping.is_set():
+            try:
+                datagram = sock.recv(MAX_DATAGRAM)
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stopping.is_set():
+                    return
+                continue
+            self.ingest_jaeger_datagram(datagram)
+
+    def ingest_jaeger_datagram(self, datagram: bytes) -> int:
+        """Decode and queue one ``emitBatch`` datagram; returns spans accepted (0 if rejected)."""
+        try:
+            records = decode_emit_batch(datagram)
+        except ThriftDecodeError as exc:
+            self.stats.reject_payload(UDP_RECEIVER)
+            logger.debug("collector: rejected a %d-byte UDP datagram: %s", len(datagram), exc)
+            return 0
+        except Exception as exc:  # noqa: BLE001 - garbage must never stop the receiver
+            self.stats.reject_payload(UDP_RECEIVER)
+            logger.debug("collector: UDP datagram failed to decode: %r", exc)
+            return 0
+        if records and not self.store.submit(records):
+            self.stats.reject_spans(UDP_RECEIVER, len(records))
+            return 0
+        self.stats.receive(UDP_RECEIVER, len(records))
+        return len(records)
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def query_url(self) -> str:
+        return f"http://{self._url_host}:{self.ui_port}"
+
+    @property
+    def otlp_endpoint(self) -> str:
+        return f"http://{self._url_host}:{self.otlp_port}/v1/traces"
+
+    @property
+    def _url_host(self) -> str:
+        host = self.host
+        if host in ("", "0.0.0.0"):
+            return "127.0.0.1"
+        if host == "::":
+            return "[::1]"
+        return f"[{host}]" if ":" in host else host
+
+    def wait_for_spans(self, count: int, timeout: float = 10.0) -> int:
+        """Block until ``count`` spans have been stored since start (or timeout); return how many."""
+        return self.store.wait_for_stored(count, timeout)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Block until every span received so far is stored."""
+        return self.store.flush(timeout)
+
+    def stats_snapshot(self) -> dict[str, Any]:
+        """What ``/api/stats`` returns."""
+        receivers = ("otlp_http", UDP_RECEIVER)
+        snapshot: dict[str, Any] = self.stats.snapshot(receivers)
+        counters = self.store.counters()
+        snapshot["stored"] = counters["stored"]
+        snapshot["queued"] = counters["queued"]
+        snapshot["dropped"] = counters["dropped"]
+        snapshot["write_errors"] = counters["write_errors"]
+        snapshot["store"] = {
+            "path": self.store.display_path,
+            "spans": counters["spans"],
+            "bytes": self.store.size_bytes(),
+            "max_spans": self.max_spans,
+            "max_age_seconds": self.max_age_seconds,
+        }
+        snapshot["ports"] = {"otlp_http": self.otlp_port, "jaeger_udp": self.udp_port, "query": self.ui_port}
+        return snapshot
