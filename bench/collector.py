@@ -1,0 +1,244 @@
+"""Benchmark of the embedded collector: OTLP ingest rate and trace query latency.
+
+Runs the real ``aiecs-tracing serve`` in a child process (file database in a temporary
+directory, free ports), then from this process:
+
+1. ingest: several keep-alive connections post pre-encoded 512-span OTLP protobuf
+   batches (unique trace and span ids, realistic attributes and events); the clock
+   stops when ``/api/stats`` says every span is *stored*, not merely received;
+2. query: one 1,000-span trace is fetched repeatedly through ``/api/traces/{id}``.
+
+Usage: ``python bench/collector.py [--batches N] [--connections N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+ROOT = Path(__file__).resolve().parents[1]
+BATCH_SPANS = 512
+TARGET_SPANS_PER_SECOND = 50_000
+TARGET_QUERY_MS = 50.0
+SERVICES = ("frontend", "orders", "payments", "inventory")
+
+
+def encode_batch(rng: random.Random, spans: int, spans_per_trace: int, service: str) -> bytes:
+    """One ExportTraceServiceRequest shaped like the OpenTelemetry SDK's output."""
+    request = ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    for key, value in (("service.name", service), ("host.name", "bench-host"), ("process.pid", 4242)):
+        attribute = resource_spans.resource.attributes.add()
+        attribute.key = key
+        if isinstance(value, int):
+            attribute.value.int_value = value
+        else:
+            attribute.value.string_value = value
+    scope_spans = resource_spans.scope_spans.add()
+    scope_spans.scope.name = "bench.instrumentation"
+    scope_spans.scope.version = "1.0.0"
+    now_ns = time.time_ns()
+    trace_id = b""
+    root_id = b""
+    for index in range(spans):
+        if index % spans_per_trace == 0:
+            trace_id = rng.randbytes(16)
+            root_id = b""
+        span = scope_spans.spans.add()
+        span.trace_id = trace_id
+        span.span_id = rng.randbytes(8)
+        if root_id:
+            span.parent_span_id = root_id
+        else:
+            root_id = span.span_id
+        span.name = f"GET /api/items/{{id}} #{index % 12}"
+        span.kind = 2 if index % spans_per_trace == 0 else 3
+        span.start_time_unix_nano = now_ns + index * 1_000
+        span.end_time_unix_nano = span.start_time_unix_nano + rng.randint(10_000, 5_000_000)
+        for key, value in (
+            ("http.method", "GET"),
+            ("http.route", "/api/items/{id}"),
+            ("http.status_code", 200),
+            ("net.peer.name", "inventory.internal"),
+            ("db.rows_affected", rng.randint(0, 100)),
+            ("cache.hit", index % 3 == 0),
+        ):
+            attribute = span.attributes.add()
+            attribute.key = key
+            if isinstance(value, bool):
+                attribute.value.bool_value = value
+            elif isinstance(value, int):
+                attribute.value.int_value = value
+            else:
+                attribute.value.string_value = value
+        if index % 4 == 0:
+            event = span.events.add()
+            event.name = "cache miss"
+            event.time_unix_nano = span.start_time_unix_nano + 500
+            attribute = event.attributes.add()
+            attribute.key = "cache.key"
+            attribute.value.string_value = f"item:{index}"
+        span.status.code = 1
+    return request.SerializeToString()
+
+
+class ServeProcess:
+    """``python -m aiecs_tracing serve`` on free ports; ports parsed from its banner."""
+
+    def __init__(self, db_path: str) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        command = [sys.executable, "-m", "aiecs_tracing", "serve", "--otlp-port", "0", "--udp-port", "0"]
+        command += ["--ui-port", "0", "--db", db_path]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+        banner = ""
+        assert self.process.stdout is not None
+        while "Press Ctrl-C" not in banner:
+            line = self.process.stdout.readline()
+            if not line:
+                raise RuntimeError("collector exited before it was ready:\n" + banner)
+            banner += line
+        self.otlp_port = int(re.search(r"OTLP/HTTP\s+http://[^:]+:(\d+)", banner).group(1))
+        self.ui_port = int(re.search(r"UI \+ API\s+http://[^:]+:(\d+)", banner).group(1))
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def get_json(port: int, path: str) -> dict:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    connection.request("GET", path)
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    if response.status != 200:
+        raise RuntimeError(f"GET {path}: {response.status} {body[:200]!r}")
+    return json.loads(body)
+
+
+def post_batches(port: int, bodies: list[bytes], errors: list[str]) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    headers = {"Content-Type": "application/x-protobuf"}
+    for body in bodies:
+        connection.request("POST", "/v1/traces", body, headers)
+        response = connection.getresponse()
+        response.read()
+        if response.status != 200:
+            errors.append(f"HTTP {response.status}")
+    connection.close()
+
+
+def wait_stored(port: int, count: int, timeout: float = 300.0) -> int:
+    deadline = time.monotonic() + timeout
+    stored = 0
+    while time.monotonic() < deadline:
+        stored = get_json(port, "/api/stats")["stored"]
+        if stored >= count:
+            return stored
+        time.sleep(0.02)
+    raise RuntimeError(f"only {stored} of {count} spans stored after {timeout}s")
+
+
+def run(batches: int, connections: int, query_repeats: int) -> list[tuple[str, str, str, str]]:
+    rng = random.Random(7)
+    print(f"encoding {batches} batches of {BATCH_SPANS} spans...", file=sys.stderr)
+    bodies = [encode_batch(rng, BATCH_SPANS, 64, SERVICES[i % len(SERVICES)]) for i in range(batches)]
+    warmup = [encode_batch(rng, BATCH_SPANS, 64, "warmup") for _ in range(4)]
+    big_trace = encode_batch(rng, 1000, 1000, "big-trace")
+    big_trace_id = ExportTraceServiceRequest.FromString(big_trace).resource_spans[0].scope_spans[0].spans[0]
+    big_trace_hex = big_trace_id.trace_id.hex()
+
+    with tempfile.TemporaryDirectory(prefix="aiecs-bench-") as directory:
+        server = ServeProcess(os.path.join(directory, "traces.sqlite3"))
+        try:
+            errors: list[str] = []
+            post_batches(server.otlp_port, warmup, errors)
+            already = wait_stored(server.ui_port, len(warmup) * BATCH_SPANS)
+
+            shares = [bodies[i::connections] for i in range(connections)]
+            threads = [
+                threading.Thread(target=post_batches, args=(server.otlp_port, share, errors)) for share in shares
+            ]
+            started = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            posted = time.perf_counter()
+            total = batches * BATCH_SPANS
+            wait_stored(server.ui_port, already + total)
+            elapsed = time.perf_counter() - started
+            if errors:
+                raise RuntimeError(f"{len(errors)} batches refused: {errors[:3]}")
+            rate = total / elapsed
+            accept_rate = total / (posted - started)
+
+            post_batches(server.otlp_port, [big_trace], errors)
+            wait_stored(server.ui_port, already + total + 1000)
+            connection = http.client.HTTPConnection("127.0.0.1", server.ui_port, timeout=60)
+            timings = []
+            for _ in range(query_repeats):
+                begin = time.perf_counter()
+                connection.request("GET", f"/api/traces/{big_trace_hex}")
+                response = connection.getresponse()
+                body = response.read()
+                timings.append((time.perf_counter() - begin) * 1000)
+                assert response.status == 200, response.status
+            connection.close()
+            spans_returned = len(json.loads(body)["data"][0]["spans"])
+            assert spans_returned == 1000, spans_returned
+            stats = get_json(server.ui_port, "/api/stats")
+        finally:
+            server.stop()
+
+    median = statistics.median(timings)
+    bytes_per_span = stats["store"]["bytes"] / max(1, stats["store"]["spans"])
+    rows = [
+        ("OTLP ingest, stored (spans/s)", f"{rate:,.0f}", f">= {TARGET_SPANS_PER_SECOND:,}", _verdict(rate >= 50_000)),
+        ("OTLP ingest, accepted (spans/s)", f"{accept_rate:,.0f}", "", ""),
+        ("1,000-span trace, median (ms)", f"{median:.1f}", f"< {TARGET_QUERY_MS:.0f}", _verdict(median < 50)),
+        ("1,000-span trace, first/max (ms)", f"{timings[0]:.1f} / {max(timings):.1f}", "", ""),
+        ("store size (bytes/span, incl. indexes+WAL)", f"{bytes_per_span:.0f}", "", ""),
+    ]
+    print(
+        f"{total:,} spans in {batches} batches over {connections} keep-alive connections; "
+        f"{query_repeats} queries; cpus={os.cpu_count()}"
+    )
+    return rows
+
+
+def _verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def print_table(rows: list[tuple[str, str, str, str]]) -> None:
+    header = ("metric", "measured", "target", "")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=200)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--query-repeats", type=int, default=30)
+    options = parser.parse_args()
+    print_table(run(options.batches, options.connections, options.query_repeats))
+
+
+if __name__ == "__main__":
+    main()
