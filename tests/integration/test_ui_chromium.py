@@ -25,7 +25,7 @@ import pytest
 httpx = pytest.importorskip("httpx")
 sync_client = pytest.importorskip("websockets.sync.client")
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = pytest.mark.timeout(60)
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -367,8 +367,9 @@ def chromium_binary() -> str:
 
 @pytest.fixture()
 def collector():
-    server = pytest.importorskip("aiecs_tracing.collector.server")
-    c = server.Collector(host="127.0.0.1", otlp_port=0, udp_port=0, ui_port=0, db_path=":memory:").start()
+    from aiecs_tracing.collector.server import Collector
+
+    c = Collector(host="127.0.0.1", otlp_port=0, udp_port=0, ui_port=0, db_path=":memory:").start()
     try:
         yield c
     finally:
@@ -424,6 +425,7 @@ def test_search_open_trace_and_inspect_spans(seeded, browser, tmp_path):
         "the service dropdown to list both services",
     )
     assert set(services) >= {"checkout-api", "billing-worker"}
+    assert page.js("document.getElementById('collector-status').textContent") == "4 spans stored"
 
     # Pick the service as a user would; the operation dropdown follows.
     page.js(
@@ -558,6 +560,9 @@ def test_empty_collector_and_unknown_trace_show_clear_states(collector, browser)
         "the no-data empty state",
     )
     assert page.js("document.getElementById('service-select').disabled") is True
+    # The empty state tells the user where to send spans: this collector's real OTLP endpoint.
+    hint = page.js("document.querySelector('#results .empty-state p').textContent")
+    assert collector.otlp_endpoint.replace("localhost", "127.0.0.1") in hint, hint
 
     navigate(page, f"{base}/trace/{'ab' * 16}")
     text = page.wait_for(

@@ -192,6 +192,36 @@
     hide() { document.getElementById('banner').hidden = true; },
   };
 
+  // ------------------------------------------------------------------ collector status
+
+  /** The collector's own /api/stats (absent on other Jaeger-compatible backends). */
+  const collectorStats = {
+    last: null,
+    async refresh() {
+      const el = document.getElementById('collector-status');
+      try {
+        const st = await api('/api/stats');
+        this.last = st;
+        const sum = (o) => Object.values(o || {}).reduce((a, b) => a + (Number(b) || 0), 0);
+        const stored = Number(st.store && st.store.spans != null ? st.store.spans : st.stored) || 0;
+        const problems = sum(st.rejected) + (Number(st.dropped) || 0) + (Number(st.write_errors) || 0);
+        el.textContent = `${stored.toLocaleString()} spans stored`;
+        el.classList.toggle('has-problems', problems > 0);
+        el.title = [
+          `Received: ${sum(st.received).toLocaleString()}`,
+          `Rejected: ${sum(st.rejected).toLocaleString()}`,
+          `Dropped: ${(Number(st.dropped) || 0).toLocaleString()}`,
+          `Write errors: ${(Number(st.write_errors) || 0).toLocaleString()}`,
+          st.store && st.store.path ? `Store: ${st.store.path}` : null,
+        ].filter(Boolean).join('\n');
+        el.hidden = false;
+      } catch (_e) {
+        el.hidden = true;
+      }
+      return this.last;
+    },
+  };
+
   // ------------------------------------------------------------------ trace model
 
   function tagValue(tags, key) {
@@ -535,8 +565,13 @@
     if (!results) return;
     const { service } = formEls();
     if (service.disabled) {
-      renderResultsMessage('empty', 'No traces received yet',
-        'Point an OTLP exporter at this collector (HTTP /v1/traces) and the services will show up here.');
+      const ports = collectorStats.last && collectorStats.last.ports;
+      const host = location.hostname;
+      const where = ports && ports.otlp_http
+        ? `Send spans with OTLP/HTTP to http://${host}:${ports.otlp_http}/v1/traces` +
+          (ports.jaeger_udp ? ` or Jaeger thrift-compact over UDP to ${host}:${ports.jaeger_udp}` : '') + '.'
+        : 'Point an OTLP exporter at this collector (HTTP /v1/traces) and the services will show up here.';
+      renderResultsMessage('empty', 'No traces received yet', where);
       return;
     }
     renderResultsMessage('intro', 'Find traces',
@@ -676,7 +711,10 @@
     if (!searchState.el) buildSearchView();
     mount(searchState.el, 'search');
     document.title = 'Search · aiecs-tracing';
-    if (!searchState.servicesLoaded) await loadServices();
+    if (!searchState.servicesLoaded) {
+      await collectorStats.refresh();
+      await loadServices();
+    }
     const service = params.get('service');
     if (!service) return;
     const key = params.toString();
@@ -1219,6 +1257,7 @@
       navigate(`/trace/${id}`);
     });
     route();
+    setInterval(() => { if (!document.hidden) collectorStats.refresh(); }, 15000);
   }
 
   // Exposed for debugging and tests.
