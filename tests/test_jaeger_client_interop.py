@@ -3,6 +3,8 @@ jaeger-client and a service on aiecs-tracing join the same trace."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from jaeger_client import Tracer
 from jaeger_client.reporter import InMemoryReporter
@@ -21,11 +23,17 @@ def tracing():
 
 @pytest.fixture(params=[False, True], ids=["64bit", "128bit"])
 def legacy(request):
+    # jaeger-client's Tracer asks tornado for the current IOLoop; earlier asyncio.run()
+    # calls leave the thread without an event loop.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     reporter = InMemoryReporter()
     tracer = Tracer("legacy", reporter=reporter, sampler=ConstSampler(True),
                     generate_128bit_trace_id=request.param)
     yield tracer, reporter
     tracer.close()
+    asyncio.set_event_loop(None)
+    loop.close()
 
 
 def test_jaeger_client_to_us(tracing, legacy):
