@@ -360,3 +360,45 @@ def test_staticmethod_and_classmethod(tracing):
     assert K.s(1) == 1 and K.c(2) == 2
     assert sorted(s.name for s in finished(tracing)) == ["k.c", "k.s"]
     assert by_name(tracing, "k.c").attributes["arg_0"] == 2
+
+
+def test_internal_failures_never_reach_user_code(tracing, monkeypatch, caplog):
+    from aiecs_tracing.core import guard
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("tracer exploded")
+
+    @tracing.with_tracing("guarded")
+    def work(x):
+        return x * 2
+
+    @tracing.with_tracing("guarded_err")
+    def fails():
+        raise ValueError("user error")
+
+    monkeypatch.setattr(tracing.tracer, "start_span", broken)
+    guard._reset_for_tests()
+    with caplog.at_level("WARNING", logger="aiecs_tracing"):
+        assert [work(i) for i in range(5)] == [0, 2, 4, 6, 8]
+        with pytest.raises(ValueError, match="user error"):
+            fails()
+        assert tracing.start_span("manual") is None
+    assert guard.error_counts()["decorator start"] == 6
+    assert len([r for r in caplog.records if "decorator start" in r.getMessage()]) == 1  # logged once
+
+
+def test_span_methods_swallow_bad_input(tracing):
+    class Hostile:
+        def __str__(self):
+            raise RuntimeError("no")
+
+        __repr__ = __str__
+
+    span = tracing.start_span("hostile")
+    span.set_tag("obj", Hostile()).set_tag("none", None).set_tag("big", 2**80).set_tag(None, 1)
+    span.log_kv({"event": Hostile(), "x": Hostile()})
+    span.log_kv(None)
+    span.set_baggage_item("k", Hostile())
+    tracing.finish_span(span, tags={"t": Hostile()}, logs={"l": [1, 2]}, error=ValueError("v"))
+    attrs = by_name(tracing, "hostile").attributes
+    assert attrs["obj"] == "<Hostile>" and attrs["big"] == str(2**80) and attrs["error"] is True

@@ -95,7 +95,7 @@ def _jsonable(value: Any, secret_keys: tuple[str, ...], depth: int) -> Any:
         return f"<{kind.__name__} len={_safe_len(value)}>"
     if isinstance(value, (str, int, float)):  # subclasses: enums, numpy-like scalars
         return _jsonable(_builtin_scalar(value), secret_keys, depth)
-    return f"<{kind.__qualname__}>"
+    return f"<{kind.__name__}>"
 
 
 def _builtin_scalar(value: Any) -> Any:
@@ -111,7 +111,7 @@ def _builtin_scalar(value: Any) -> Any:
 def _scalar_key(key: Any) -> str:
     if isinstance(key, (str, int, float, bool)) or key is None:
         return str(_builtin_scalar(key)) if key is not None else "None"
-    return f"<{type(key).__qualname__}>"
+    return f"<{type(key).__name__}>"
 
 
 def _safe_len(value: Any) -> int | str:
@@ -140,7 +140,7 @@ def to_attribute_value(value: Any, max_length: int = 1024, secret_keys: tuple[st
             return data
         return truncate(json.dumps(data, ensure_ascii=False, separators=(",", ":")), max_length)
     except Exception:
-        return f"<{type(value).__qualname__}>"
+        return f"<{type(value).__name__}>"
 
 
 def capture_arguments(

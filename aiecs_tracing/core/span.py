@@ -152,10 +152,10 @@ class Span:
             elif key == "span.kind":
                 # The kind is fixed at start in OpenTelemetry; keep the tag for Jaeger readers.
                 pass
-            if type(value) not in _PLAIN:
+            if type(value) not in _PLAIN or (type(value) is int and not -(2**63) <= value < 2**63):
                 limit = self._manager.config.max_tag_value_length if self._manager else 1024
                 value = to_attribute_value(value, limit)
-            self._otel.set_attribute(key, value)
+            self._otel.set_attribute(key if type(key) is str else str(to_attribute_value(key, 256)), value)
         except Exception as exc:
             report_error("span.set_tag", exc)
         return self
@@ -172,7 +172,8 @@ class Span:
             if self.finished or not key_values:
                 return self
             limit = self._manager.config.max_tag_value_length if self._manager else 1024
-            name = str(key_values.get("event", "log"))
+            event = key_values.get("event", "log")
+            name = event if type(event) is str else str(to_attribute_value(event, 256))
             attributes = {
                 str(k): (v if type(v) in _PLAIN else to_attribute_value(v, limit)) for k, v in key_values.items()
             }
