@@ -1106,40 +1106,63 @@
 
   /** Layered left-to-right layout of the service graph as SVG. */
   function dependencyGraph(nodes, links) {
-    const n = nodes.length;
+    // Break cycles: a depth-first walk from the entry services (fewest callers first)
+    // marks each edge that closes a cycle as a back edge; the rest form a DAG.
+    const key = (a, b) => `${a}\u0000${b}`;
+    const out = new Map(nodes.map((x) => [x, []]));
+    const indeg = new Map(nodes.map((x) => [x, 0]));
+    for (const l of links) {
+      if (l.parent === l.child) continue;
+      out.get(l.parent).push(l.child);
+      indeg.set(l.child, indeg.get(l.child) + 1);
+    }
+    const state = new Map(); // 1 = on the DFS stack, 2 = finished
+    const back = new Set();
+    const order = [];
+    const dfs = (u) => {
+      state.set(u, 1);
+      for (const v of [...new Set(out.get(u))].sort()) {
+        if (state.get(v) === 1) back.add(key(u, v));
+        else if (!state.has(v)) dfs(v);
+      }
+      state.set(u, 2);
+      order.push(u);
+    };
+    for (const s0 of [...nodes].sort((a, b) => indeg.get(a) - indeg.get(b) || a.localeCompare(b))) {
+      if (!state.has(s0)) dfs(s0);
+    }
+    order.reverse(); // topological order of the DAG
+    // Longest-path layering over the DAG edges.
     const layer = new Map(nodes.map((x) => [x, 0]));
-    // Longest-path layering, bounded so cycles cannot loop forever.
-    for (let iter = 0; iter < n; iter++) {
-      let changed = false;
-      for (const l of links) {
-        if (l.parent === l.child) continue;
-        const want = layer.get(l.parent) + 1;
-        if (want > layer.get(l.child) && want < n) { layer.set(l.child, want); changed = true; }
+    for (const u of order) {
+      for (const v of out.get(u)) {
+        if (!back.has(key(u, v))) layer.set(v, Math.max(layer.get(v), layer.get(u) + 1));
       }
-      if (!changed) break;
     }
-    const layers = [];
-    for (const x of nodes) {
-      const li = layer.get(x);
-      (layers[li] = layers[li] || []).push(x);
-    }
-    const cols = layers.filter(Boolean);
-    // One barycentre pass to reduce crossings.
+    const cols = [];
+    for (const x of nodes) (cols[layer.get(x)] = cols[layer.get(x)] || []).push(x);
+    for (let i = 0; i < cols.length; i++) cols[i] = cols[i] || [];
+    // Barycentre sweeps (down, then up) to reduce edge crossings.
     const pos = new Map();
-    cols.forEach((col, ci) => {
-      if (ci > 0) {
-        const bary = (x) => {
-          const ps = links.filter((l) => l.child === x && pos.has(l.parent)).map((l) => pos.get(l.parent));
-          return ps.length ? ps.reduce((a, b) => a + b, 0) / ps.length : Infinity;
-        };
-        col.sort((a, b) => bary(a) - bary(b) || a.localeCompare(b));
-      }
-      col.forEach((x, i) => pos.set(x, i - (col.length - 1) / 2));
-    });
+    const place = (col) => col.forEach((x, i) => pos.set(x, i - (col.length - 1) / 2));
+    cols.forEach(place);
+    const sweep = (ci, neighbours) => {
+      const bary = (x) => {
+        const ps = neighbours(x).filter((y) => pos.has(y)).map((y) => pos.get(y));
+        return ps.length ? ps.reduce((a, b) => a + b, 0) / ps.length : pos.get(x);
+      };
+      const b = new Map(cols[ci].map((x) => [x, bary(x)]));
+      cols[ci].sort((x, y) => b.get(x) - b.get(y) || x.localeCompare(y));
+      place(cols[ci]);
+    };
+    const parentsOf = (x) => links.filter((l) => l.child === x && l.parent !== x).map((l) => l.parent);
+    const childrenOf = (x) => links.filter((l) => l.parent === x && l.child !== x).map((l) => l.child);
+    for (let ci = 1; ci < cols.length; ci++) sweep(ci, parentsOf);
+    for (let ci = cols.length - 2; ci >= 0; ci--) sweep(ci, childrenOf);
 
     const nodeW = (name) => Math.min(220, Math.max(110, 26 + name.length * 7.4));
     const colW = Math.max(...nodes.map(nodeW)) + 150;
-    const rowH = 74;
+    const rowH = 96;
     const maxRows = Math.max(...cols.map((c) => c.length));
     const W = Math.max(600, cols.length * colW + 40);
     const H = Math.max(170, maxRows * rowH + 80);
@@ -1164,34 +1187,69 @@
     const nodeLayer = s('g', { class: 'nodes' });
     svg.append(edgeLayer, nodeLayer, labelLayer);
 
-    for (const l of links) {
+    // Boxes labels must not cover: the nodes, then each label already placed.
+    const occupied = nodes.map((name) => {
+      const p = xy.get(name);
+      return { x: p.x - p.w / 2, y: p.y - 17, w: p.w, h: 34 };
+    });
+    const overlaps = (r) => occupied.some((o) => r.x < o.x + o.w && o.x < r.x + r.w && r.y < o.y + o.h && o.y < r.y + r.h);
+    const bezier = (P, tt) => {
+      const u = 1 - tt;
+      const c = [u * u * u, 3 * u * u * tt, 3 * u * tt * tt, tt * tt * tt];
+      return [0, 1].map((k) => c[0] * P[0][k] + c[1] * P[1][k] + c[2] * P[2][k] + c[3] * P[3][k]);
+    };
+    const lanes = new Map(); // spreads edges that share a detour
+
+    // Draw the heaviest edges first so they get the best label spots.
+    for (const l of [...links].sort((x, y) => y.callCount - x.callCount)) {
       const a = xy.get(l.parent); const b = xy.get(l.child);
       const sw = 1.2 + 2.8 * (Math.log(1 + l.callCount) / Math.log(1 + maxCalls));
-      let d; let lx; let ly;
+      let P; // cubic Bézier control points
+      let ts = [0.5, 0.4, 0.6, 0.3, 0.7, 0.22, 0.78];
       if (l.parent === l.child) {
-        const x0 = a.x - 14; const y0 = a.y - 17;
-        d = `M${x0} ${y0} C ${x0 - 10} ${y0 - 46}, ${x0 + 38} ${y0 - 46}, ${x0 + 28} ${y0}`;
-        lx = a.x; ly = y0 - 36;
+        const x0 = a.x + a.w / 2 - 34; const y0 = a.y - 17;
+        P = [[x0, y0], [x0 - 6, y0 - 34], [x0 + 30, y0 - 34], [x0 + 24, y0 - 1]];
       } else if (layer.get(l.child) > layer.get(l.parent)) {
         const x1 = a.x + a.w / 2; const x2 = b.x - b.w / 2 - 2;
         const cx = (x2 - x1) / 2;
-        // Edges skipping layers arc above the nodes they would otherwise cross.
-        const skip = layer.get(l.child) - layer.get(l.parent) - 1;
-        const lift = skip > 0 ? 56 + 20 * (skip - 1) : 0;
-        d = `M${x1} ${a.y} C ${x1 + cx} ${a.y - lift}, ${x2 - cx} ${b.y - lift}, ${x2} ${b.y}`;
-        lx = (x1 + x2) / 2; ly = (a.y + b.y) / 2 - 0.75 * lift;
+        const between = nodes.filter((x) => layer.get(x) > layer.get(l.parent) && layer.get(x) < layer.get(l.child));
+        if (!between.length) {
+          P = [[x1, a.y], [x1 + cx, a.y], [x2 - cx, b.y], [x2, b.y]];
+        } else {
+          // Edges skipping layers pass above or below the nodes in between, whichever is nearer.
+          const ys = between.map((x) => xy.get(x).y);
+          const avg = (a.y + b.y) / 2;
+          const above = Math.abs(avg - (Math.min(...ys) - 33)) <= Math.abs(Math.max(...ys) + 33 - avg);
+          const laneKey = `${above}:${between.join(',')}`;
+          const lane = lanes.get(laneKey) || 0;
+          lanes.set(laneKey, lane + 1);
+          const target = above ? Math.min(...ys) - 33 - lane * 14 : Math.max(...ys) + 33 + lane * 14;
+          const cy = (target - 0.25 * avg) / 0.75; // puts the curve's midpoint at `target`
+          P = [[x1, a.y], [x1 + cx, cy], [x2 - cx, cy], [x2, b.y]];
+        }
       } else { // back edge or same layer: arc below the nodes
+        const lane = lanes.get('back') || 0;
+        lanes.set('back', lane + 1);
         const x1 = a.x; const x2 = b.x; const y1 = a.y + 17; const y2 = b.y + 19;
-        const dip = Math.max(a.y, b.y) + 44 + Math.abs(x2 - x1) * 0.08;
-        d = `M${x1} ${y1} C ${x1} ${dip}, ${x2} ${dip}, ${x2} ${y2}`;
-        lx = (x1 + x2) / 2; ly = dip - 10;
+        const dip = Math.max(a.y, b.y) + 44 + lane * 14 + Math.abs(x2 - x1) * 0.08;
+        P = [[x1, y1], [x1, dip], [x2, dip], [x2, y2]];
+        ts = [0.5, 0.35, 0.65, 0.25, 0.75];
       }
+      const d = `M${P[0][0]} ${P[0][1]} C ${P[1][0]} ${P[1][1]}, ${P[2][0]} ${P[2][1]}, ${P[3][0]} ${P[3][1]}`;
       edgeLayer.append(s('path', {
         class: 'edge', d, 'stroke-width': sw.toFixed(2), 'marker-end': 'url(#arrow)', dataset: { parent: l.parent, child: l.child },
       }, s('title', null, `${l.parent} → ${l.child}: ${l.callCount} calls`)));
       const label = String(l.callCount);
       const lw = 12 + label.length * 7;
-      labelLayer.append(s('g', { class: 'edge-label', transform: `translate(${lx} ${ly})` },
+      const box = (pt) => ({ x: pt[0] - lw / 2 - 2, y: pt[1] - 11, w: lw + 4, h: 22 });
+      let at = bezier(P, ts[0]);
+      for (const tt of ts) {
+        const pt = bezier(P, tt);
+        if (!overlaps(box(pt))) { at = pt; break; }
+      }
+      occupied.push(box(at));
+      labelLayer.append(s('g', { class: 'edge-label', transform: `translate(${at[0].toFixed(1)} ${at[1].toFixed(1)})` },
+        s('title', null, `${l.parent} → ${l.child}: ${l.callCount} calls`),
         s('rect', { x: -lw / 2, y: -9, width: lw, height: 18, rx: 9 }),
         s('text', { 'text-anchor': 'middle', y: 4 }, label)));
     }
