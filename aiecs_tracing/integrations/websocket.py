@@ -1,0 +1,714 @@
+"""``websockets`` connections and AIECS's WebSocketManager: a span per connection and message.
+
+:func:`instrument_websocket_manager` traces an AIECS-style manager whose ``start_server()``
+calls ``websockets.serve(self._handle_client_connection, host, port)``. Called before
+``start_server()``, it replaces that bound method *on the instance* (no class is patched):
+
+- ``websocket connection`` (SERVER): one per client, handshake to close; ``url.path``,
+  ``client.address``, ``websocket.close_code``, message counts. It continues the trace
+  in the handshake headers (``traceparent``/``uber-trace-id``/``baggage``), read from
+  ``websocket.request.headers`` (websockets >= 13) or ``websocket.request_headers``
+  (the legacy API).
+- ``websocket <action>`` (CONSUMER): one per received message, named by its JSON
+  ``action`` (``websocket confirm``, ``websocket ping``...; ``websocket message`` when it
+  has none). It starts when the message is received and ends when the manager asks for
+  the next one, so it measures the handling, not the idle wait, and it is the current
+  span meanwhile (replies, decorated functions, httpx calls become its children). The
+  JSON is parsed for the name and attributes only; the manager receives the original
+  message. Invalid JSON sets ``message.invalid_json=true`` and marks the span as error,
+  never raising inside the manager. A message carrying a trace carrier (a ``"_trace"``
+  dict of headers, or top-level ``traceparent``/``uber-trace-id``) continues that trace
+  instead, linked to the connection span.
+- ``websocket broadcast`` / ``websocket send_to_user`` / ``websocket notify_user``
+  (PRODUCER) per call, with ``websocket.recipients``: the sends that went out on traced
+  connections during the call, or, when none were seen, the size of the manager's
+  registry (``active_connections``/``connections``/``user_connections``/``clients``).
+- ``websocket heartbeat`` (PRODUCER): one per beat. A ``send_heartbeat`` that sends
+  through ``broadcast_message``/``send_to_user`` gets one span per such call (so a
+  heartbeat *loop* yields a span per beat); one that writes to connections directly gets
+  one span for the whole call.
+
+:func:`trace_websocket_connection` is the generic part: it spans every message received
+(``<name> receive``) and sent (``<name> send``) on any ``websockets`` connection (asyncio,
+legacy or sync API), including ``async for message in ws`` which goes through ``recv``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from opentelemetry.trace import Link, SpanKind
+
+from ..core.guard import report_error
+from ..core.manager import TracingManager, get_tracing_manager
+from ..core.span import Span
+
+__all__ = [
+    "instrument_websocket_manager",
+    "uninstrument_websocket_manager",
+    "trace_websocket_connection",
+    "untrace_websocket_connection",
+]
+
+CARRIER_KEY = "_trace"
+_MANAGER_ATTR = "_aiecs_tracing_ws_manager"
+_CONN_ATTR = "_aiecs_tracing_ws_conn"
+_MAX_NAME = 100
+_ID_KEYS = ("user_id", "task_id", "callback_id")
+_REGISTRY_ATTRS = ("active_connections", "connections", "user_connections", "clients")
+_MANAGER_OPS = {
+    "broadcast_message": "broadcast",
+    "send_to_user": "send_to_user",
+    "notify_user": "notify_user",
+}
+
+
+def _resolve(tracing: TracingManager | None) -> TracingManager | None:
+    t = tracing or get_tracing_manager()
+    return t if t is not None and t._active else None
+
+
+def _find_carrier(data: Any) -> dict | None:
+    if type(data) is dict:
+        sub = data.get(CARRIER_KEY)
+        if type(sub) is dict:
+            return sub
+        if "traceparent" in data or "uber-trace-id" in data:
+            return data
+    return None
+
+
+def _size_and_type(message: Any) -> tuple[int | None, str]:
+    if isinstance(message, str):
+        return (len(message) if message.isascii() else len(message.encode("utf-8", "replace"))), "text"
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return len(message), "binary"
+    return None, "fragmented"  # an iterable of fragments
+
+
+# --- per-operation send accounting -------------------------------------------------------------
+
+
+class _Sends:
+    """Sends seen on traced connections while a manager operation runs (nested ops count up)."""
+
+    __slots__ = ("ok", "failed", "parent")
+
+    def __init__(self, parent: _Sends | None) -> None:
+        self.ok = 0
+        self.failed = 0
+        self.parent = parent
+
+    def count(self, ok: bool) -> None:
+        rec: _Sends | None = self
+        while rec is not None:
+            if ok:
+                rec.ok += 1
+            else:
+                rec.failed += 1
+            rec = rec.parent
+
+
+class _Heartbeat:
+    __slots__ = ("spanned",)
+
+    def __init__(self) -> None:
+        self.spanned = False
+
+
+_sends: contextvars.ContextVar[_Sends | None] = contextvars.ContextVar("aiecs_tracing_ws_sends", default=None)
+_heartbeat: contextvars.ContextVar[_Heartbeat | None] = contextvars.ContextVar(
+    "aiecs_tracing_ws_heartbeat", default=None
+)
+
+
+# --- one connection -----------------------------------------------------------------------------
+
+
+class _ConnectionTracer:
+    """Wraps ``recv``/``send`` of one connection object (instance attributes, undone on exit)."""
+
+    def __init__(
+        self,
+        ws: Any,
+        tracing: TracingManager | None,
+        name: str,
+        *,
+        manager_mode: bool,
+        connection_span: Span | None = None,
+        max_parse_bytes: int = 1 << 20,
+        send_spans: bool = True,
+    ) -> None:
+        self.ws = ws
+        self.tracing = tracing
+        self.name = name
+        self.manager_mode = manager_mode
+        self.connection_span = connection_span
+        self.max_parse_bytes = max_parse_bytes
+        self.send_spans = send_spans and not manager_mode
+        self.received = 0
+        self.sent = 0
+        self._span: Span | None = None
+        self._token: Any = None
+        self._t: TracingManager | None = None
+        self._previous: dict[str, Any] = {}
+        self._wrappers: dict[str, Any] = {}
+
+    # install / uninstall
+    def install(self) -> None:
+        ws = self.ws
+        instance = vars(ws)
+        recv, send = ws.recv, ws.send
+        if inspect.iscoroutinefunction(recv):
+            wrappers = {"recv": self._async_recv(recv), "send": self._async_send(send)}
+        else:
+            wrappers = {"recv": self._sync_recv(recv), "send": self._sync_send(send)}
+        for attr, wrapper in wrappers.items():
+            self._previous[attr] = instance.get(attr)
+            self._wrappers[attr] = wrapper
+            setattr(ws, attr, wrapper)
+        setattr(ws, _CONN_ATTR, self)
+
+    def uninstall(self) -> None:
+        self.end_message()
+        instance = vars(self.ws)
+        if instance.get(_CONN_ATTR) is self:
+            del instance[_CONN_ATTR]
+        for attr, wrapper in self._wrappers.items():
+            if instance.get(attr) is wrapper:
+                previous = self._previous.get(attr)
+                if previous is None:
+                    del instance[attr]
+                else:
+                    instance[attr] = previous
+
+    # message spans
+    def end_message(self) -> None:
+        span, token = self._span, self._token
+        if span is None:
+            return
+        self._span = self._token = None
+        try:
+            if token is not None and self._t is not None:
+                self._t.detach(token)
+            span.finish()
+        except Exception as exc:
+            report_error("websocket message", exc)
+
+    def begin_message(self, message: Any) -> None:
+        self.received += 1
+        t = _resolve(self.tracing)
+        if t is None:
+            return
+        size, kind = _size_and_type(message)
+        attrs: dict[str, Any] = {
+            "component": "websocket",
+            "messaging.system": "websocket",
+            "messaging.operation.type": "process",
+            "websocket.message.type": kind,
+        }
+        if size is not None:
+            attrs["messaging.message.body.size"] = size
+        parent: Any = self.connection_span
+        links = None
+        name = f"{self.name} receive"
+        invalid = False
+        if self.manager_mode:
+            name = f"{self.name} message"
+            data: Any = None
+            if size is not None and size <= self.max_parse_bytes:
+                try:
+                    data = json.loads(message)
+                except ValueError:  # JSONDecodeError and bad UTF-8
+                    invalid = True
+            if type(data) is dict:
+                action = data.get("action")
+                if type(action) is str and action:
+                    action = action[:_MAX_NAME]
+                    name = f"{self.name} {action}"
+                    attrs["websocket.message.action"] = action
+                    attrs["messaging.operation.name"] = action
+                for key in _ID_KEYS:
+                    value = data.get(key)
+                    if type(value) in (str, int):
+                        attrs["websocket.message." + key] = value
+                carrier = _find_carrier(data)
+                if carrier is not None:
+                    remote = t.extract_span_context(carrier)
+                    if remote is not None:
+                        if self.connection_span is not None:
+                            links = [Link(self.connection_span._otel.get_span_context())]
+                        parent = remote
+            elif invalid:
+                attrs["message.invalid_json"] = True
+                attrs["error"] = True
+                attrs["error.type"] = "invalid_json"
+        span = t._start(name, attrs, SpanKind.CONSUMER, parent, None, links)
+        if invalid:
+            span.set_status_error("invalid JSON")
+        self._t = t
+        self._span = span
+        self._token = t.attach(span)
+
+    def _send_begin(self, message: Any) -> Span | None:
+        t = _resolve(self.tracing)
+        if t is None:
+            return None
+        size, kind = _size_and_type(message)
+        attrs: dict[str, Any] = {
+            "component": "websocket",
+            "messaging.system": "websocket",
+            "messaging.operation.type": "send",
+            "websocket.message.type": kind,
+        }
+        if size is not None:
+            attrs["messaging.message.body.size"] = size
+        return t._start(f"{self.name} send", attrs, SpanKind.PRODUCER, None)
+
+    # wrappers
+    def _async_recv(self, original: Callable) -> Callable:
+        @functools.wraps(original)
+        async def recv(*args: Any, **kwargs: Any) -> Any:
+            if self._span is not None:
+                self.end_message()
+            message = await original(*args, **kwargs)
+            try:
+                self.begin_message(message)
+            except Exception as exc:
+                report_error("websocket message", exc)
+            return message
+
+        return recv
+
+    def _sync_recv(self, original: Callable) -> Callable:
+        @functools.wraps(original)
+        def recv(*args: Any, **kwargs: Any) -> Any:
+            if self._span is not None:
+                self.end_message()
+            message = original(*args, **kwargs)
+            try:
+                self.begin_message(message)
+            except Exception as exc:
+                report_error("websocket message", exc)
+            return message
+
+        return recv
+
+    def _async_send(self, original: Callable) -> Callable:
+        @functools.wraps(original)
+        async def send(message: Any, *args: Any, **kwargs: Any) -> Any:
+            self.sent += 1
+            rec = _sends.get()
+            span = None
+            if self.send_spans:
+                try:
+                    span = self._send_begin(message)
+                except Exception as exc:
+                    report_error("websocket send", exc)
+            try:
+                result = await original(message, *args, **kwargs)
+            except BaseException as exc:
+                if rec is not None:
+                    rec.count(False)
+                if span is not None:
+                    span.record_exception(exc)
+                    span.finish()
+                raise
+            if rec is not None:
+                rec.count(True)
+            if span is not None:
+                span.finish()
+            return result
+
+        return send
+
+    def _sync_send(self, original: Callable) -> Callable:
+        @functools.wraps(original)
+        def send(message: Any, *args: Any, **kwargs: Any) -> Any:
+            self.sent += 1
+            rec = _sends.get()
+            span = None
+            if self.send_spans:
+                try:
+                    span = self._send_begin(message)
+                except Exception as exc:
+                    report_error("websocket send", exc)
+            try:
+                result = original(message, *args, **kwargs)
+            except BaseException as exc:
+                if rec is not None:
+                    rec.count(False)
+                if span is not None:
+                    span.record_exception(exc)
+                    span.finish()
+                raise
+            if rec is not None:
+                rec.count(True)
+            if span is not None:
+                span.finish()
+            return result
+
+        return send
+
+
+def trace_websocket_connection(ws: Any, tracing: TracingManager | None = None, name: str = "websocket") -> Any:
+    """Span each message received (``<name> receive``) and sent (``<name> send``) on ``ws``.
+
+    Works for ``websockets`` asyncio, legacy and sync connections (``recv``/``send`` and
+    iteration, which calls ``recv``). A receive span lasts from the message's arrival to
+    the next ``recv`` call and is current meanwhile. Idempotent; returns ``ws``. Call
+    :func:`untrace_websocket_connection` if you stop receiving before the connection ends.
+    """
+    if getattr(ws, _CONN_ATTR, None) is not None:
+        return ws
+    _ConnectionTracer(ws, tracing, name, manager_mode=False).install()
+    return ws
+
+
+def untrace_websocket_connection(ws: Any) -> Any:
+    """Undo :func:`trace_websocket_connection` (the open receive span is finished)."""
+    tracer = vars(ws).get(_CONN_ATTR) if hasattr(ws, "__dict__") else None
+    if tracer is not None:
+        tracer.uninstall()
+    return ws
+
+
+# --- the manager --------------------------------------------------------------------------------
+
+
+def _handshake(ws: Any, args: tuple) -> tuple[Any, str | None]:
+    """(request headers, path) of a server connection, new or legacy ``websockets`` API."""
+    request = getattr(ws, "request", None)
+    headers = getattr(request, "headers", None)
+    path = getattr(request, "path", None)
+    if headers is None:
+        headers = getattr(ws, "request_headers", None)
+        path = getattr(ws, "path", None)
+    if path is None and args and isinstance(args[0], str):
+        path = args[0]  # legacy handler(websocket, path)
+    return headers, path
+
+
+def _registry_count(manager: Any, user_id: Any = None) -> int | None:
+    for attr in _REGISTRY_ATTRS:
+        registry = getattr(manager, attr, None)
+        if registry is None or isinstance(registry, (str, bytes)):
+            continue
+        if isinstance(registry, Mapping):
+            values = [registry.get(user_id)] if user_id is not None else list(registry.values())
+            total = 0
+            for value in values:
+                if value is None:
+                    continue
+                total += len(value) if isinstance(value, (set, frozenset, list, tuple, Mapping)) else 1
+            return total
+        if user_id is None and isinstance(registry, (set, frozenset, list, tuple)):
+            return len(registry)
+    return None
+
+
+def _arg(args: tuple, kwargs: dict, index: int, name: str) -> Any:
+    if name in kwargs:
+        return kwargs[name]
+    return args[index] if len(args) > index else None
+
+
+class _ManagerState:
+    def __init__(self, manager: Any, tracing: TracingManager | None, max_parse_bytes: int) -> None:
+        self.manager = manager
+        self.tracing = tracing
+        self.max_parse_bytes = max_parse_bytes
+        self.previous: dict[str, Any] = {}
+        self.wrappers: dict[str, Any] = {}
+        self.active = True
+
+    def resolve(self) -> TracingManager | None:
+        return _resolve(self.tracing) if self.active else None
+
+    # connection
+    def wrap_connection_handler(self, original: Callable) -> Callable:
+        state = self
+
+        @functools.wraps(original)
+        async def _handle_client_connection(websocket: Any, *args: Any, **kwargs: Any) -> Any:
+            t = state.resolve()
+            if t is None:
+                return await original(websocket, *args, **kwargs)
+            try:
+                span, tracer, token = state.connection_begin(t, websocket, args)
+            except Exception as exc:
+                report_error("websocket connection", exc)
+                return await original(websocket, *args, **kwargs)
+            error: BaseException | None = None
+            try:
+                return await original(websocket, *args, **kwargs)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                try:
+                    state.connection_end(t, websocket, span, tracer, token, error)
+                except Exception as exc:
+                    report_error("websocket connection", exc)
+
+        return _handle_client_connection
+
+    def connection_begin(self, t: TracingManager, ws: Any, args: tuple) -> tuple:
+        headers, path = _handshake(ws, args)
+        parent = t.extract_span_context(headers) if headers is not None else None
+        attrs: dict[str, Any] = {
+            "component": "websocket",
+            "network.protocol.name": "websocket",
+            "websocket.manager": type(self.manager).__name__,
+        }
+        if path:
+            attrs["url.path"] = path.split("?", 1)[0]
+        remote = getattr(ws, "remote_address", None)
+        if isinstance(remote, (tuple, list)) and remote:
+            attrs["client.address"] = str(remote[0])
+            if len(remote) > 1 and isinstance(remote[1], int):
+                attrs["client.port"] = remote[1]
+        if headers is not None:
+            try:
+                agent = headers.get("User-Agent")
+                if agent:
+                    attrs["user_agent.original"] = str(agent)
+            except Exception:
+                pass
+        span = t._start("websocket connection", attrs, SpanKind.SERVER, parent)
+        tracer = _ConnectionTracer(
+            ws, self.tracing, "websocket", manager_mode=True, connection_span=span,
+            max_parse_bytes=self.max_parse_bytes,
+        )
+        tracer.install()
+        return span, tracer, t.attach(span)
+
+    def connection_end(
+        self, t: TracingManager, ws: Any, span: Span, tracer: _ConnectionTracer, token: Any, error: BaseException | None
+    ) -> None:
+        tracer.uninstall()
+        t.detach(token)
+        otel = span._otel
+        otel.set_attribute("websocket.messages_received", tracer.received)
+        otel.set_attribute("websocket.messages_sent", tracer.sent)
+        code = getattr(ws, "close_code", None)
+        if isinstance(code, int):
+            otel.set_attribute("websocket.close_code", code)
+            reason = getattr(ws, "close_reason", None)
+            if reason:
+                otel.set_attribute("websocket.close_reason", str(reason))
+        else:
+            # the handler returned first; websockets closes with 1000, or 1011 after an exception
+            otel.set_attribute("websocket.close_code", 1011 if error is not None else 1000)
+        if error is not None and not _is_connection_closed(error):
+            span.record_exception(error)
+        span.finish()
+
+    # operations
+    def wrap_operation(self, op: str, original: Callable) -> Callable:
+        state = self
+
+        @functools.wraps(original)
+        async def operation(*args: Any, **kwargs: Any) -> Any:
+            t = state.resolve()
+            if t is None:
+                return await original(*args, **kwargs)
+            try:
+                span, rec, tokens = state.operation_begin(t, op, args, kwargs)
+            except Exception as exc:
+                report_error("websocket " + op, exc)
+                return await original(*args, **kwargs)
+            error: BaseException | None = None
+            result: Any = None
+            try:
+                result = await original(*args, **kwargs)
+                return result
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                try:
+                    state.operation_end(t, op, args, kwargs, span, rec, tokens, error, result)
+                except Exception as exc:
+                    report_error("websocket " + op, exc)
+
+        return operation
+
+    def operation_begin(self, t: TracingManager, op: str, args: tuple, kwargs: dict) -> tuple:
+        attrs: dict[str, Any] = {
+            "component": "websocket",
+            "messaging.system": "websocket",
+            "messaging.operation.type": "send",
+            "messaging.operation.name": op,
+            "websocket.operation": op,
+        }
+        name = "websocket " + op
+        hb = _heartbeat.get()
+        hb_token = None
+        if hb is not None:
+            hb.spanned = True
+            name = "websocket heartbeat"
+            hb_token = _heartbeat.set(None)  # nested operations keep their own names
+        message: Any = None
+        if op == "broadcast":
+            message = _arg(args, kwargs, 0, "message")
+        elif op == "send_to_user":
+            attrs["user.id"] = str(_arg(args, kwargs, 0, "user_id"))
+            message = _arg(args, kwargs, 1, "message")
+        elif op == "notify_user":
+            attrs["user.id"] = str(_arg(args, kwargs, 1, "user_id"))
+            task_id = _arg(args, kwargs, 2, "task_id")
+            step = _arg(args, kwargs, 3, "step")
+            if task_id is not None:
+                attrs["websocket.task_id"] = str(task_id)
+            if type(step) in (int, str):
+                attrs["websocket.step"] = step
+        if isinstance(message, Mapping):
+            kind = message.get("type")
+            if type(kind) is str:
+                attrs["websocket.message.kind"] = kind[:_MAX_NAME]
+        span = t._start(name, attrs, SpanKind.PRODUCER, None)
+        rec = _Sends(_sends.get())
+        return span, rec, (t.attach(span), _sends.set(rec), hb_token)
+
+    def operation_end(
+        self, t: TracingManager, op: str, args: tuple, kwargs: dict, span: Span, rec: _Sends,
+        tokens: tuple, error: BaseException | None, result: Any,
+    ) -> None:
+        token, sends_token, hb_token = tokens
+        _sends.reset(sends_token)
+        if hb_token is not None:
+            _heartbeat.reset(hb_token)
+        t.detach(token)
+        otel = span._otel
+        user_id = None
+        if op == "send_to_user":
+            user_id = _arg(args, kwargs, 0, "user_id")
+        elif op == "notify_user":
+            user_id = _arg(args, kwargs, 1, "user_id")
+        _record_recipients(otel, rec, _registry_count(self.manager, user_id))
+        if op == "notify_user" and result is not None:
+            proceed = getattr(result, "proceed", None)
+            if isinstance(proceed, bool):
+                otel.set_attribute("websocket.confirmation.proceed", proceed)
+            feedback = getattr(result, "feedback", None)
+            if isinstance(feedback, str) and feedback:
+                otel.set_attribute("websocket.confirmation.feedback", feedback[:256])
+        if error is not None:
+            span.record_exception(error)
+        span.finish()
+
+    def wrap_heartbeat(self, original: Callable) -> Callable:
+        state = self
+
+        @functools.wraps(original)
+        async def send_heartbeat(*args: Any, **kwargs: Any) -> Any:
+            t = state.resolve()
+            if t is None:
+                return await original(*args, **kwargs)
+            start = time.time_ns()
+            hb = _Heartbeat()
+            rec = _Sends(_sends.get())
+            hb_token, sends_token = _heartbeat.set(hb), _sends.set(rec)
+            error: BaseException | None = None
+            try:
+                return await original(*args, **kwargs)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                _sends.reset(sends_token)
+                _heartbeat.reset(hb_token)
+                if not hb.spanned:  # it wrote to connections itself: one span for the call
+                    try:
+                        attrs = {
+                            "component": "websocket",
+                            "messaging.system": "websocket",
+                            "messaging.operation.type": "send",
+                            "messaging.operation.name": "heartbeat",
+                            "websocket.operation": "heartbeat",
+                        }
+                        span = t._start("websocket heartbeat", attrs, SpanKind.PRODUCER, None, start)
+                        _record_recipients(span._otel, rec, _registry_count(state.manager))
+                        if error is not None:
+                            span.record_exception(error)
+                        span.finish()
+                    except Exception as exc:
+                        report_error("websocket heartbeat", exc)
+
+        return send_heartbeat
+
+
+def _record_recipients(otel: Any, rec: _Sends, registry: int | None) -> None:
+    if rec.ok or rec.failed:
+        recipients = rec.ok
+    else:
+        recipients = registry if registry is not None else 0
+    otel.set_attribute("websocket.recipients", recipients)
+    otel.set_attribute("messaging.batch.message_count", recipients)
+    if rec.failed:
+        otel.set_attribute("websocket.send_failures", rec.failed)
+    if registry is not None:
+        otel.set_attribute("websocket.connections", registry)
+
+
+def _is_connection_closed(exc: BaseException) -> bool:
+    return any(cls.__name__.startswith("ConnectionClosed") for cls in type(exc).__mro__)
+
+
+def instrument_websocket_manager(
+    manager: Any, tracing: TracingManager | None = None, *, max_parse_bytes: int = 1 << 20
+) -> Any:
+    """Trace an AIECS-style WebSocketManager; call it before ``manager.start_server()``.
+
+    Idempotent; returns ``manager``. ``tracing`` defaults to the process default manager,
+    looked up per connection and call. Messages larger than ``max_parse_bytes`` are not
+    parsed (their span is named ``websocket message``).
+    """
+    if getattr(manager, _MANAGER_ATTR, None) is not None:
+        return manager
+    if not callable(getattr(manager, "_handle_client_connection", None)):
+        raise TypeError(
+            f"instrument_websocket_manager: {type(manager).__name__} has no _handle_client_connection"
+        )
+    state = _ManagerState(manager, tracing, max_parse_bytes)
+    wrappers: dict[str, Any] = {
+        "_handle_client_connection": state.wrap_connection_handler(manager._handle_client_connection)
+    }
+    for method, op in _MANAGER_OPS.items():
+        original = getattr(manager, method, None)
+        if inspect.iscoroutinefunction(original):
+            wrappers[method] = state.wrap_operation(op, original)
+    heartbeat = getattr(manager, "send_heartbeat", None)
+    if inspect.iscoroutinefunction(heartbeat):
+        wrappers["send_heartbeat"] = state.wrap_heartbeat(heartbeat)
+    instance = vars(manager)
+    for name, wrapper in wrappers.items():
+        state.previous[name] = instance.get(name)
+        state.wrappers[name] = wrapper
+        setattr(manager, name, wrapper)
+    setattr(manager, _MANAGER_ATTR, state)
+    return manager
+
+
+def uninstrument_websocket_manager(manager: Any) -> Any:
+    """Undo :func:`instrument_websocket_manager`; a running server's handler stops tracing too."""
+    state: _ManagerState | None = vars(manager).pop(_MANAGER_ATTR, None)
+    if state is None:
+        return manager
+    state.active = False
+    instance = vars(manager)
+    for name, wrapper in state.wrappers.items():
+        if instance.get(name) is wrapper:
+            previous = state.previous.get(name)
+            if previous is None:
+                del instance[name]
+            else:
+                instance[name] = previous
+    return manager
