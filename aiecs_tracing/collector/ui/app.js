@@ -197,6 +197,7 @@
   /** The collector's own /api/stats (absent on other Jaeger-compatible backends). */
   const collectorStats = {
     last: null,
+    ready: null,
     async refresh() {
       const el = document.getElementById('collector-status');
       try {
@@ -712,7 +713,7 @@
     mount(searchState.el, 'search');
     document.title = 'Search · aiecs-tracing';
     if (!searchState.servicesLoaded) {
-      await collectorStats.refresh();
+      await collectorStats.ready; // its ports feed the "no data yet" hint
       await loadServices();
     }
     const service = params.get('service');
@@ -1314,6 +1315,7 @@
       input.value = '';
       navigate(`/trace/${id}`);
     });
+    collectorStats.ready = collectorStats.refresh();
     route();
     setInterval(() => { if (!document.hidden) collectorStats.refresh(); }, 15000);
   }
