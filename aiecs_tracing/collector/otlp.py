@@ -351,7 +351,10 @@ def _hex_id(raw: Any, length: int) -> str:
     text = raw.lower()
     if len(text) != length:
         return ""
-    int(text, 16)  # ValueError on non-hex, surfaced as a 400
+    try:
+        int(text, 16)
+    except ValueError:
+        return ""  # an unusable id rejects the span, not the whole request
     return text
 
 

@@ -134,8 +134,13 @@ class Collector:
     def stop(self) -> None:
         """Stop receiving, write what is queued, close the database."""
         self._stopping.set()
+        # shutdown() waits for the serve loop's next poll; wait for all servers at once.
+        stoppers = [threading.Thread(target=server.shutdown, daemon=True) for server in self._http_servers]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join(5)
         for server in self._http_servers:
-            server.shutdown()
             server.server_close()
         if self._udp_socket is not None:
             self._udp_socket.close()
@@ -162,7 +167,7 @@ class Collector:
         server = CollectorHTTPServer((self.host, port), handler, self)
         enlarge_socket_buffers(server)
         self._http_servers.append(server)
-        self._spawn(lambda: server.serve_forever(poll_interval=0.25), f"aiecs-collector-{name}")
+        self._spawn(lambda: server.serve_forever(poll_interval=0.1), f"aiecs-collector-{name}")
         return server
 
     def _bind_udp(self, port: int) -> socket.socket:
@@ -173,7 +178,7 @@ class Collector:
         except OSError:
             pass
         sock.bind((self.host, port))
-        sock.settimeout(0.25)
+        sock.settimeout(0.1)
         return sock
 
     # ------------------------------------------------------------------ UDP receiver

@@ -252,7 +252,10 @@ class SpanStore:
                 rows.extend(more)
             if rows:
                 self._write(rows)
-            if time.monotonic() >= next_retention or self._over_span_limit():
+            # Age retention is one indexed range delete, so it runs after every write;
+            # count retention runs as soon as the limit is passed.
+            due = rows and self.max_age_seconds is not None
+            if due or self._over_span_limit() or time.monotonic() >= next_retention:
                 self._apply_retention()
                 next_retention = time.monotonic() + RETENTION_CHECK_SECONDS
 
