@@ -615,6 +615,10 @@ def test_tag_search_duration_filter_and_form_validation(seeded, browser):
     page.type_into("#min-duration", "100ms")
     assert search_and_count() == -1
 
+    # Quoted values may hold spaces and '='; this is the object sent as Jaeger's `tags` parameter.
+    parsed = page.js("""window.aiecsTracing.parseTags('http.status_code=500 note="a b=c" empty=')""")
+    assert parsed == {"http.status_code": "500", "note": "a b=c", "empty": ""}, parsed
+
     # Malformed input is reported in the form and sends no search.
     page.type_into("#min-duration", "")
     before = page.js("location.search")

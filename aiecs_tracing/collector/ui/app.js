@@ -376,11 +376,6 @@
     return Number(m[1]) * { m: 60e3, h: 3600e3, d: 86400e3 }[m[2]];
   }
 
-  function summarizeListTrace(raw) {
-    const t = buildTrace(raw);
-    return t;
-  }
-
   // ------------------------------------------------------------------ search view
 
   const searchState = {
@@ -609,7 +604,7 @@
     try {
       const body = await api('/api/traces', apiParams);
       if (searchState.lastQuery !== key) return; // a newer search superseded this one
-      const traces = (Array.isArray(body.data) ? body.data : []).map(summarizeListTrace);
+      const traces = (Array.isArray(body.data) ? body.data : []).map(buildTrace);
       searchState.traces = traces;
       renderResults();
     } catch (e) {
