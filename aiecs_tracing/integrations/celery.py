@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import sys
 import threading
 import time
 from contextvars import ContextVar
@@ -328,7 +329,17 @@ class _CeleryTracing:
             tracing.detach(token)
             if state:
                 span._otel.set_attribute("celery.state", str(state))
-                if state == "FAILURE" and span._otel.status.is_ok:  # e.g. eager, propagating
+            if (not state or state == "FAILURE") and span._otel.status.is_ok:
+                # No task_failure: an exception is escaping Celery's handling - eager with
+                # task_eager_propagates, or SystemExit when the worker terminates the child
+                # (hard time limit, revoke with terminate=True). postrun runs in a finally.
+                escaping = sys.exc_info()[1]
+                if escaping is not None:
+                    if not state:
+                        interrupted = isinstance(escaping, (SystemExit, KeyboardInterrupt))
+                        span._otel.set_attribute("celery.state", "INTERRUPTED" if interrupted else "FAILURE")
+                    span.record_exception(escaping)
+                elif state == "FAILURE":
                     span.set_status_error("task failed")
             span.finish()
         except Exception as exc:
@@ -358,7 +369,12 @@ class _CeleryTracing:
             extra: dict[str, Any] = {"celery.state": "FAILURE", "celery.terminated": True}
             if type(exception).__name__ == "TimeLimitExceeded":
                 extra["celery.time_limit_exceeded"] = True
-            self._stand_in(name, task_id, retries, carrier, extra, exception=exception, start=started)
+                operation = "time limit "
+            else:
+                operation = "worker lost "
+            # The execution's own span (if the child could end it) is "run <task>"; this one
+            # is what the worker's main process did about it, beside it under the publish span.
+            self._stand_in(name, task_id, retries, carrier, extra, exception=exception, start=started, operation=operation)
         except Exception as exc:
             report_error("celery failure", exc)
 
@@ -439,7 +455,12 @@ class _CeleryTracing:
             carrier, name, retries, started = self._forget(request.id, sender)
             if carrier is None:
                 carrier = _request_carrier(request)
-            self._stand_in(name, request.id, retries, carrier, attributes, description=description, start=started)
+            # Revoked before it ran: this is its run span. Terminated while running in a child:
+            # the child ends its own run span; this records the termination beside it.
+            operation = "terminate " if terminated else "run "
+            self._stand_in(
+                name, request.id, retries, carrier, attributes, description=description, start=started, operation=operation
+            )
         except Exception as exc:
             report_error("celery revoked", exc)
 
@@ -474,8 +495,9 @@ class _CeleryTracing:
         exception: Any = None,
         description: str | None = None,
         start: float | None = None,
+        operation: str = "run ",
     ) -> None:
-        """A ``run <task>`` span for an outcome the execution itself could not report."""
+        """A span for an outcome the execution itself could not report (``run <task>`` by default)."""
         tracing = self.manager()
         if tracing is None:
             return
@@ -496,7 +518,7 @@ class _CeleryTracing:
         # A stand-in without a publish context would start a new trace from nowhere; keep it
         # as a root span anyway: a lost task must be visible.
         span = tracing._start(
-            "run " + name,
+            operation + name,
             attributes,
             SpanKind.CONSUMER,
             parent if parent is not None else _NO_PARENT,
