@@ -14,6 +14,7 @@ so the assertions are on what Jaeger would store.
 from __future__ import annotations
 
 import asyncio
+import threading
 from contextlib import asynccontextmanager
 
 import httpx
@@ -127,8 +128,6 @@ def test_legacy_jaeger_client_and_fastapi_services_share_one_trace(sink):
         assert body["stock"]["baggage"] == "tenant=acme"  # legacy baggage crossed two hops
         assert body["quote"] == {"price": 12.5, "tenant": "acme"}
 
-        legacy_client.close()
-        legacy_srv.close()
         spans = wait_spans(tracing_a, sink, 8, timeout=15)
         by_name = {s.operation: s for s in spans}
         assert len(spans) == 8, spans
@@ -156,3 +155,17 @@ def test_legacy_jaeger_client_and_fastapi_services_share_one_trace(sink):
     finally:
         tracing_a.close_tracer()
         tracing_b.close_tracer()
+        close_legacy(legacy_client)
+        close_legacy(legacy_srv)
+
+
+def close_legacy(tracer) -> None:
+    """jaeger_client's close() wants a current asyncio loop (tornado): give it one in a thread."""
+
+    def run() -> None:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        tracer.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(5)
