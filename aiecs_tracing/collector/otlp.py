@@ -49,6 +49,7 @@ from .packing import (
     PackedSpan,
     ProcessKey,
     add_standard_tags,
+    compact_json,
     pb_attributes,
     process_key,
     scope_tags,
@@ -68,6 +69,7 @@ KIND_BY_NAME = {
 }
 STATUS_BY_NAME = {"STATUS_CODE_UNSET": STATUS_UNSET, "STATUS_CODE_OK": STATUS_OK, "STATUS_CODE_ERROR": STATUS_ERROR}
 
+INVALID_ID_REASON = "spans with an invalid trace or span id were rejected"
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 
@@ -108,7 +110,7 @@ def pack_protobuf(body: bytes) -> tuple[list[PackedSpan], int, str]:
                 span_id = span.span_id.hex()
                 if len(trace_id) != 32 or len(span_id) != 16 or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
                     rejected += 1
-                    reason = reason or "span with an invalid trace_id or span_id"
+                    reason = reason or INVALID_ID_REASON
                     continue
                 parent = span.parent_span_id.hex()
                 if len(parent) != 16 or parent == _ZERO_SPAN:
@@ -217,7 +219,7 @@ def decode_json(body: bytes) -> DecodeResult:
                     record = _json_span(span, process, shared_tags)
                     if record is None:
                         rejected += 1
-                        reason = reason or "span with an invalid traceId or spanId"
+                        reason = reason or INVALID_ID_REASON
                     else:
                         records.append(record)
     except (TypeError, ValueError, AttributeError, KeyError) as exc:
@@ -303,7 +305,7 @@ def _json_attributes(attributes: list[Any]) -> list[Tag]:
         elif not value:
             tags.append((key, STRING, ""))
         else:
-            tags.append((key, STRING, json.dumps(_json_any_value(value), separators=(",", ":"))))
+            tags.append((key, STRING, compact_json(_json_any_value(value))))
     return tags
 
 
