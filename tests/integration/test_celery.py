@@ -321,3 +321,55 @@ def test_max_tasks_per_child_1_loses_no_span_on_graceful_stop(broker: str) -> No
     finally:
         tracing.close_tracer()
         sink.close()
+
+
+def test_http_request_to_worker_to_http_is_one_trace(env: CeleryEnv) -> None:
+    """FastAPI (TracingMiddleware) -> send_task -> worker -> instrumented httpx -> FastAPI again."""
+    import httpx
+    from fastapi import FastAPI
+
+    from aiecs_tracing.integrations.asgi import TracingMiddleware
+    from tests.integration._web_util import UvicornServer
+
+    api_tracing = make_manager(env.sink, "api")
+    publisher = producer_app("api-publisher", env.broker_url, env.backend_url, env.queue)
+    install_celery_tracing(publisher, api_tracing)
+    web = FastAPI()
+    web.add_middleware(TracingMiddleware, tracing=api_tracing)
+    base: dict[str, str] = {}
+
+    @web.get("/enqueue")
+    def enqueue() -> dict[str, str]:
+        return {"id": publisher.send_task("itest.fetch", args=(base["url"] + "/downstream",)).id}
+
+    @web.get("/downstream")
+    def downstream() -> dict[str, bool]:
+        return {"ok": True}
+
+    try:
+        with UvicornServer(web) as server:
+            base["url"] = server.url
+            task_id = httpx.get(server.url + "/enqueue", timeout=10).json()["id"]  # no trace header sent
+            assert publisher.AsyncResult(task_id).get(timeout=RESULT_TIMEOUT) == 200
+            api_tracing.flush()
+            send = env.sink.wait_for(1, where=lambda s: s.tags.get("messaging.message.id") == task_id)
+            assert send, "no publish span"
+            trace_id = send[0].trace_id
+            spans = env.sink.wait_for(5, timeout=15, where=lambda s: s.trace_id == trace_id)
+            api_tracing.flush()
+        spans = [s for s in env.sink.spans if s.trace_id == trace_id]
+        entry = one(spans, "GET /enqueue", "api")
+        publish = one(spans, "send itest.fetch", "api")
+        run = one(spans, "run itest.fetch", "worker")
+        client = [s for s in spans if s.service == "worker" and s.kind == "client"]
+        downstream_span = one(spans, "GET /downstream", "api")
+        assert entry.parent_id == 0
+        assert publish.parent_id == entry.span_id
+        assert run.parent_id == publish.span_id
+        assert len(client) == 1 and client[0].parent_id == run.span_id
+        assert downstream_span.parent_id == client[0].span_id
+        assert len(spans) == 5, spans
+    finally:
+        uninstall_celery_tracing(publisher)
+        publisher.close()
+        api_tracing.close_tracer()
