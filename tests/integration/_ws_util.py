@@ -85,6 +85,7 @@ class StandInWebSocketManager:
         self.confirmation_timeout = confirmation_timeout
         self._heartbeat_task: asyncio.Task | None = None
         self.log: list[tuple[str, Any]] = []  # what the manager saw, for behaviour checks
+        self.on_action: Any = None  # optional ``async (action, data) -> None``: the app's own work
 
     # --- server lifecycle --------------------------------------------------------------
     async def start_server(self) -> int:
@@ -125,6 +126,8 @@ class StandInWebSocketManager:
                     await websocket.send(json.dumps({"type": "error", "error": "Expected an object"}))
                     continue
                 action = data.get("action")
+                if self.on_action is not None:
+                    await self.on_action(action, data)
                 if action == "subscribe":
                     user_id = str(data.get("user_id"))
                     self.anonymous.discard(websocket)
