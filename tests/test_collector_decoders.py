@@ -38,6 +38,7 @@ from aiecs_tracing.collector.model import (
     FLOAT64,
     FOLLOWS_FROM,
     INT64,
+    MAX_TIME_US,
     STRING,
     Process,
     SpanRecord,
@@ -114,12 +115,12 @@ def jaeger_spans(draw: st.DrawFn) -> jaeger.Span:
         operationName=draw(text),
         references=references or None,
         flags=draw(st.integers(min_value=0, max_value=3)),
-        startTime=draw(st.integers(min_value=0, max_value=2**62)),
+        startTime=draw(st.integers(min_value=0, max_value=MAX_TIME_US)),
         duration=draw(st.integers(min_value=0, max_value=2**40)),
         tags=draw(st.lists(jaeger_tags(), max_size=6)) or None,
         logs=draw(
             st.lists(
-                st.builds(jaeger.Log, timestamp=st.integers(min_value=0, max_value=2**62), fields=st.lists(jaeger_tags(), max_size=3)),
+                st.builds(jaeger.Log, timestamp=st.integers(min_value=0, max_value=MAX_TIME_US), fields=st.lists(jaeger_tags(), max_size=3)),
                 max_size=3,
             )
         )
@@ -332,7 +333,7 @@ def test_otlp_protobuf_decode_maps_ids_kinds_and_status():
         ),
         max_size=6,
     ),
-    logs=st.lists(st.tuples(st.integers(min_value=0, max_value=2**60), st.lists(st.tuples(text, st.just(STRING), text), max_size=2)), max_size=3),
+    logs=st.lists(st.tuples(st.integers(min_value=0, max_value=MAX_TIME_US), st.lists(st.tuples(text, st.just(STRING), text), max_size=2)), max_size=3),
     extra_refs=st.lists(
         st.tuples(st.sampled_from([CHILD_OF, FOLLOWS_FROM]), st.text("0123456789abcdef", min_size=32, max_size=32), st.text("0123456789abcdef", min_size=16, max_size=16)),
         max_size=2,
@@ -438,3 +439,28 @@ def test_non_finite_doubles_become_readable_strings():
     kv.key, kv.value.double_value = "ratio", math.nan
     (record,), _, _ = decode_protobuf(request.SerializeToString())
     assert record.tags[0] == ("ratio", STRING, "nan")
+
+
+def test_one_unstorable_span_does_not_cost_its_batch(tmp_path):
+    from aiecs_tracing.collector.store import SpanStore
+
+    store = SpanStore(tmp_path / "t.sqlite3").start()
+    try:
+        good = [SpanRecord("ab" * 16, f"{i:016x}", "", "op", Process("svc"), 10, 5) for i in range(1, 4)]
+        rows = [pack_record(record) for record in good]
+        poison = rows[1]._replace(start_us=2**70)  # no SQLite integer holds this
+        assert store.submit_packed([rows[0], poison, rows[2]])
+        assert store.flush(10)
+        assert store.counters()["write_errors"] == 1
+        assert [r.span_id for r in store.get_records(["ab" * 16])] == [good[0].span_id, good[2].span_id]
+    finally:
+        store.stop()
+
+
+def test_json_lone_surrogates_are_a_decode_error_but_pairs_are_fine():
+    span = {"traceId": "ab" * 16, "spanId": "cd" * 8, "name": "NAME"}
+    document = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]})
+    with pytest.raises(OtlpDecodeError, match="surrogate"):
+        decode_json(document.replace("NAME", "\\ud800").encode())
+    (record,), _, _ = decode_json(document.replace("NAME", "\\ud83d\\ude00").encode())
+    assert record.operation == "\U0001f600"

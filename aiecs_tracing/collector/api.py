@@ -313,6 +313,10 @@ class OtlpHandler(_BaseHandler):
             stats.reject_payload(self.RECEIVER)
             self._respond_status(400, str(exc), as_json)
             return
+        except Exception as exc:  # noqa: BLE001 - e.g. text protobuf cannot hold; never a dead handler
+            stats.reject_payload(self.RECEIVER)
+            self._respond_status(400, f"cannot store this request: {type(exc).__name__}: {exc}", as_json)
+            return
         if rejected:
             stats.reject_spans(self.RECEIVER, rejected)
         if rows and not self.collector.store.submit_packed(rows):

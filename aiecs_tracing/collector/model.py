@@ -51,6 +51,7 @@ Reference = tuple[str, str, str]
 TagValue = Union[str, bool, int, float, bytes]
 
 ZERO_SPAN_ID = "0" * 16
+MAX_TIME_US = (2**64 - 1) // 1000  # the largest µs value whose ns form still fits OTLP's uint64
 
 
 @dataclass(slots=True)
@@ -109,6 +110,11 @@ def float_tag(key: str, value: float) -> Tag:
     if math.isfinite(value):
         return (key, FLOAT64, value)
     return (key, STRING, repr(value))
+
+
+def clamp_us(value: int) -> int:
+    """Times and durations from the wire, forced into what storage and OTLP can hold."""
+    return 0 if value < 0 else min(value, MAX_TIME_US)
 
 
 def trace_id_hex(high: int, low: int) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -38,6 +39,7 @@ from .model import (
     Process,
     SpanRecord,
     Tag,
+    clamp_us,
     float_tag,
 )
 from .packing import (
@@ -200,6 +202,8 @@ def decode_json(body: bytes) -> DecodeResult:
         raise OtlpDecodeError(f"invalid JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise OtlpDecodeError("ExportTraceServiceRequest must be a JSON object")
+    if _SURROGATE_ESCAPE.search(body) and not _all_text_encodable(document):
+        raise OtlpDecodeError("invalid JSON: string with an unpaired UTF-16 surrogate")
     records: list[SpanRecord] = []
     rejected = 0
     reason = ""
@@ -225,6 +229,24 @@ def decode_json(body: bytes) -> DecodeResult:
     except (TypeError, ValueError, AttributeError, KeyError) as exc:
         raise OtlpDecodeError(f"malformed ExportTraceServiceRequest: {exc}") from exc
     return records, rejected, reason
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _all_text_encodable(node: Any) -> bool:
+    """JSON may escape lone surrogates, which no UTF-8 store can hold; only checked when present."""
+    if isinstance(node, str):
+        try:
+            node.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(node, dict):
+        return all(_all_text_encodable(key) and _all_text_encodable(value) for key, value in node.items())
+    if isinstance(node, list):
+        return all(_all_text_encodable(item) for item in node)
+    return True
 
 
 def _json_span(span: dict[str, Any], process: Process, shared_tags: list[Tag]) -> SpanRecord | None:
@@ -255,7 +277,7 @@ def _json_span(span: dict[str, Any], process: Process, shared_tags: list[Tag]) -
         name = _str(event, "name")
         fields: list[Tag] = [("event", STRING, name)] if name else []
         fields.extend(_json_attributes(_list(event, "attributes")))
-        logs.append((_int(_get(event, "timeUnixNano", "time_unix_nano")) // 1000, fields))
+        logs.append((clamp_us(_int(_get(event, "timeUnixNano", "time_unix_nano")) // 1000), fields))
     start_ns = _int(_get(span, "startTimeUnixNano", "start_time_unix_nano"))
     end_ns = _int(_get(span, "endTimeUnixNano", "end_time_unix_nano"))
     return SpanRecord(
@@ -264,8 +286,8 @@ def _json_span(span: dict[str, Any], process: Process, shared_tags: list[Tag]) -
         parent,
         _str(span, "name"),
         process,
-        start_ns // 1000,
-        max(0, end_ns - start_ns) // 1000,
+        clamp_us(start_ns // 1000),
+        clamp_us((end_ns - start_ns) // 1000),
         tags,
         logs,
         references,
@@ -294,7 +316,10 @@ def _json_attributes(attributes: list[Any]) -> list[Tag]:
         if "stringValue" in value or "string_value" in value:
             tags.append((key, STRING, str(_get(value, "stringValue", "string_value"))))
         elif "intValue" in value or "int_value" in value:
-            tags.append((key, INT64, _int(_get(value, "intValue", "int_value"))))
+            number = _int(_get(value, "intValue", "int_value"))
+            if not -(2**63) <= number < 2**63:
+                raise ValueError(f"intValue {number} does not fit int64")
+            tags.append((key, INT64, number))
         elif "boolValue" in value or "bool_value" in value:
             tags.append((key, BOOL, _bool(_get(value, "boolValue", "bool_value"))))
         elif "doubleValue" in value or "double_value" in value:

@@ -46,6 +46,7 @@ from .model import (
     Reference,
     SpanRecord,
     Tag,
+    clamp_us,
     float_tag,
 )
 
@@ -93,7 +94,7 @@ def pack_record(record: SpanRecord, key: ProcessKey | None = None) -> PackedSpan
         set_attribute(attributes.add(), tag)
     for timestamp_us, fields in record.logs:
         event = span.events.add()
-        event.time_unix_nano = timestamp_us * 1000
+        event.time_unix_nano = clamp_us(timestamp_us) * 1000
         for tag in fields:
             set_attribute(event.attributes.add(), tag)
     parent = record.parent_span_id

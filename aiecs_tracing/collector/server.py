@@ -201,15 +201,16 @@ class Collector:
         """Decode and queue one ``emitBatch`` datagram; returns spans accepted (0 if rejected)."""
         try:
             records = decode_emit_batch(datagram)
+            accepted = self.store.submit(records) if records else True
         except ThriftDecodeError as exc:
             self.stats.reject_payload(UDP_RECEIVER)
             logger.debug("collector: rejected a %d-byte UDP datagram: %s", len(datagram), exc)
             return 0
         except Exception as exc:  # noqa: BLE001 - garbage must never stop the receiver
             self.stats.reject_payload(UDP_RECEIVER)
-            logger.debug("collector: UDP datagram failed to decode: %r", exc)
+            logger.debug("collector: UDP datagram could not be stored: %r", exc)
             return 0
-        if records and not self.store.submit(records):
+        if not accepted:
             self.stats.reject_spans(UDP_RECEIVER, len(records))
             return 0
         self.stats.receive(UDP_RECEIVER, len(records))

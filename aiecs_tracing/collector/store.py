@@ -260,9 +260,31 @@ class SpanStore:
                 next_retention = time.monotonic() + RETENTION_CHECK_SECONDS
 
     def _write(self, rows: list[PackedSpan]) -> None:
-        db = self._writer_db
         try:
-            db.execute("BEGIN")
+            self._insert(rows)
+            written = len(rows)
+        except (sqlite3.Error, ValueError, OverflowError, TypeError) as exc:
+            # One unstorable span must not cost the other spans of the batch: retry one by one.
+            logger.warning("collector: writing %d spans failed (%s); retrying one by one", len(rows), exc)
+            written = 0
+            for row in rows:
+                try:
+                    self._insert([row])
+                    written += 1
+                except (sqlite3.Error, ValueError, OverflowError, TypeError):
+                    pass
+        with self._stored_changed:
+            self._pending -= len(rows)
+            self._stored += written
+            self._row_count += written
+            self._write_errors += len(rows) - written
+            self._stored_changed.notify_all()
+
+    def _insert(self, rows: list[PackedSpan]) -> None:
+        """One transaction; on failure it is rolled back and the interning caches reloaded."""
+        db = self._writer_db
+        db.execute("BEGIN")
+        try:
             service_id = self._service_id
             operation_id = self._operation_id
             process_id = self._process_id
@@ -285,22 +307,13 @@ class SpanStore:
                 )
             db.executemany(INSERT_SPAN, resolved)
             db.execute("COMMIT")
-            written = len(rows)
-        except sqlite3.Error as exc:
-            written = 0
-            logger.warning("collector: writing %d spans failed: %s", len(rows), exc)
+        except BaseException:
             try:
                 db.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
             self._load_interned()  # ids interned in the rolled-back transaction are gone
-        with self._stored_changed:
-            self._pending -= len(rows)
-            self._stored += written
-            self._row_count += written
-            if not written:
-                self._write_errors += len(rows)
-            self._stored_changed.notify_all()
+            raise
 
     def _service_id(self, db: sqlite3.Connection, name: str) -> int:
         found = self._service_ids.get(name)

@@ -31,6 +31,7 @@ from .model import (
     Reference,
     SpanRecord,
     Tag,
+    clamp_us,
     float_tag,
     span_id_hex,
     trace_id_hex,
@@ -73,6 +74,8 @@ class _Reader:
             byte = self.byte()
             result |= (byte & 0x7F) << shift
             if not byte & 0x80:
+                if result >= 1 << 64:
+                    raise ThriftDecodeError("varint exceeds 64 bits")
                 return result
             shift += 7
             if shift > 63:
@@ -238,15 +241,15 @@ def _span(span: dict[int, Any], process: Process) -> SpanRecord:
             kind = value
         elif key == "error" and value in (True, "true"):
             error = True
-    logs = [(_int(log.get(1)), _tags(log.get(2))) for log in map(_struct, span.get(11) or [])]
+    logs = [(clamp_us(_int(log.get(1))), _tags(log.get(2))) for log in map(_struct, span.get(11) or [])]
     return SpanRecord(
         trace_id,
         span_id,
         parent,
         _text(span.get(5)),
         process,
-        _int(span.get(8)),
-        max(0, _int(span.get(9))),
+        clamp_us(_int(span.get(8))),
+        clamp_us(_int(span.get(9))),
         tags,
         logs,
         references,
