@@ -7,7 +7,7 @@ Socket.IO to the user's room. Every step is one trace: the
 HTTP middleware continues the caller's context, the Celery integration carries it in
 the message headers, the httpx and Socket.IO integrations carry it on.
 
-Run: ``python -m aiecs_tracing.demo.api --fd N`` (or ``--port P``).
+Run: ``python -m aiecs_tracing.demo.api --fd N`` (or ``--host H --port P``).
 """
 
 from __future__ import annotations
@@ -130,10 +130,11 @@ def create_app(settings: DemoSettings | None = None) -> Any:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fd", type=int, default=None, help="listening socket inherited from the runner")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind without --fd (0.0.0.0 in a container)")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
     watch_parent()
-    serve_asgi(create_app(), args.fd, args.port)
+    serve_asgi(create_app(), args.fd, args.host, args.port)
 
 
 if __name__ == "__main__":

@@ -125,7 +125,7 @@ def watch_parent() -> None:
     threading.Thread(target=watch, name="aiecs-demo-parent-watch", daemon=True).start()
 
 
-def serve_asgi(app: Any, fd: int | None, port: int) -> None:
+def serve_asgi(app: Any, fd: int | None, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run ``app`` under uvicorn on an inherited listening socket (or a port).
 
     The runner binds the socket (port 0: a free port, no race) and passes it down.
@@ -138,7 +138,7 @@ def serve_asgi(app: Any, fd: int | None, port: int) -> None:
         sock = socket.socket(fileno=fd)
         server.run(sockets=[sock])
     else:
-        config.host, config.port = "127.0.0.1", port
+        config.host, config.port = host, port
         server.run()
 
 

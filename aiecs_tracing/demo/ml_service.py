@@ -6,7 +6,7 @@ two transports. Requests can ask it to fail (``"fail": true`` gives a 500 from a
 inference) or to be still warming up (a 503 until the caller's ``attempt`` reaches
 ``warmup_attempts``), which is how the demo shows errors and Celery retries.
 
-Run: ``python -m aiecs_tracing.demo.ml_service --fd N`` (or ``--port P``).
+Run: ``python -m aiecs_tracing.demo.ml_service --fd N`` (or ``--host H --port P``).
 """
 
 from __future__ import annotations
@@ -96,10 +96,11 @@ def create_app() -> Any:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fd", type=int, default=None, help="listening socket inherited from the runner")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind without --fd (0.0.0.0 in a container)")
     parser.add_argument("--port", type=int, default=8001)
     args = parser.parse_args(argv)
     watch_parent()
-    serve_asgi(create_app(), args.fd, args.port)
+    serve_asgi(create_app(), args.fd, args.host, args.port)
 
 
 if __name__ == "__main__":

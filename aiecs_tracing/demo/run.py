@@ -101,6 +101,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Celery broker URL (default: $CELERY_BROKER_URL, else files in the work directory)",
     )
     parser.add_argument("--concurrency", type=int, default=2, help="Celery prefork pool size")
+    parser.add_argument(
+        "--api-url",
+        default=None,
+        metavar="URL",
+        help="drive an aiecs-api that is already running (e.g. docker compose's) instead of starting the services",
+    )
+    parser.add_argument(
+        "--query-url",
+        default=None,
+        metavar="URL",
+        help="read traces from this Jaeger-compatible query API instead of finding or starting the collector",
+    )
+    parser.add_argument("--viewer-url", default=None, metavar="URL", help="base of the trace links printed")
     parser.add_argument("--workdir", default=None, help="where logs, broker files and SQLite go (default: a temp dir)")
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     args = parser.parse_args(argv)
@@ -121,8 +134,10 @@ class Backend:
     owned: Any = None  # the Collector this command started, else None
     description: str = ""
 
+    viewer_url: str | None = None  # base of the links printed (default: query_url)
+
     def trace_url(self, trace_id: str) -> str:
-        return f"{self.query_url}/trace/{trace_id}"
+        return f"{(self.viewer_url or self.query_url).rstrip('/')}/trace/{trace_id}"
 
 
 def _answers_query_api(host: str, port: int) -> bool:
@@ -150,6 +165,14 @@ def _port_free(host: str, port: int, kind: int) -> bool:
 
 def find_or_start_backend(args: argparse.Namespace) -> Backend:
     host = args.host
+    if args.query_url:
+        return Backend(
+            args.query_url.rstrip("/"),
+            (host, args.udp_port),
+            f"http://{host}:{args.otlp_port}",
+            None,
+            "given with --query-url (left running afterwards)",
+        )
     if args.ui_port and _answers_query_api(host, args.ui_port):
         return Backend(
             f"http://{host}:{args.ui_port}",
@@ -555,7 +578,7 @@ class Workload:
         error_text = s(f"{errors} with errors", "red") if errors else "no errors"
         self.say(f"     trace {outcome.trace_id} · {count} span{'' if count == 1 else 's'} · {' → '.join(services)} · {error_text}")
         self.say("     " + s(self.backend.trace_url(outcome.trace_id or ""), "blue"))
-        width = shutil.get_terminal_size((140, 24)).columns
+        width = shutil.get_terminal_size((160, 24)).columns
         for line in render_trace(trace, s, width=width, indent="     "):
             self.say(line)
         self.say()
@@ -607,9 +630,6 @@ def main(argv: list[str] | None = None) -> int:
     backend: Backend | None = None
     services: Services | None = None
     workload: Workload | None = None
-    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="aiecs-demo-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    code = 0
     try:
         try:
             backend = find_or_start_backend(args)
@@ -620,38 +640,49 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             say(style(f"Could not start the collector: {exc}", "red"))
             return 1
+        backend.viewer_url = args.viewer_url
         q = backend.query_url
         say(f"  {'collector':<13} {backend.description}")
-        say(f"  {'':<13} UI and query API {style(q, 'blue')}")
-        say(f"  {'':<13} OTLP/HTTP {backend.otlp_url} · Jaeger UDP {backend.udp[0]}:{backend.udp[1]}")
-        services = Services(args, backend, workdir, uuid.uuid4().hex)
-        services.start()
-        broker = "filesystem" if services.broker.startswith("filesystem") else _redact_url(services.broker)
-        rows = (
-            ("ml-service", services.ml_url, "OTLP/HTTP"),
-            ("aiecs-api", services.api_url, "Jaeger UDP"),
-            ("aiecs-worker", f"celery prefork ×{services.concurrency} · broker {broker}", "Jaeger UDP"),
-        )
-        for name, where, transport in rows:
-            say(f"  {style.service(name, name.ljust(13))} {where:<40} → {transport}")
-        say(f"  {'logs':<13} {services.logs}{os.sep}")
-        failed = services.wait_ready()
-        if failed is not None:
-            state = "exited" if failed.exited() is not None else "did not become ready"
-            say()
-            say(style(f"{failed.name} {state}; last lines of {failed.log_path}:", "red"))
-            say(failed.log_tail())
-            code = 1
-            return code
+        say(f"  {'':<13} UI and query API {style(backend.viewer_url or q, 'blue')}")
+        if backend.owned is not None:
+            say(f"  {'':<13} OTLP/HTTP {backend.otlp_url} · Jaeger UDP {backend.udp[0]}:{backend.udp[1]}")
+        if args.api_url:
+            api_url = args.api_url.rstrip("/")
+            say(f"  {style.service('aiecs-api', 'aiecs-api'.ljust(13))} {api_url} (already running)")
+            if not _wait_for_urls([f"{api_url}/healthz", f"{q}/api/services"], STARTUP_TIMEOUT):
+                say(style(f"{api_url}/healthz or {q}/api/services did not answer in {STARTUP_TIMEOUT:g} s", "red"))
+                return 1
+        else:
+            workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="aiecs-demo-"))
+            workdir.mkdir(parents=True, exist_ok=True)
+            services = Services(args, backend, workdir, uuid.uuid4().hex)
+            services.start()
+            api_url = services.api_url
+            broker = "filesystem" if services.broker.startswith("filesystem") else _redact_url(services.broker)
+            rows = (
+                ("ml-service", services.ml_url, "OTLP/HTTP"),
+                ("aiecs-api", services.api_url, "Jaeger UDP"),
+                ("aiecs-worker", f"celery prefork ×{services.concurrency} · broker {broker}", "Jaeger UDP"),
+            )
+            for name, where, transport in rows:
+                say(f"  {style.service(name, name.ljust(13))} {where:<40} → {transport}")
+            say(f"  {'logs':<13} {services.logs}{os.sep}")
+            failed = services.wait_ready()
+            if failed is not None:
+                state = "exited" if failed.exited() is not None else "did not become ready"
+                say()
+                say(style(f"{failed.name} {state}; last lines of {failed.log_path}:", "red"))
+                say(failed.log_tail())
+                return 1
         say()
         until = []
         if args.requests:
-            until.append(f"{args.requests} requests")
+            until.append(f"{args.requests} request{'s' if args.requests > 1 else ''}")
         if args.duration:
             until.append(f"{args.duration:g} s")
         say(f"Sending tasks until {' or '.join(until) if until else 'Ctrl-C'}; press Ctrl-C to stop.")
         say()
-        workload = Workload(services.api_url, backend, out, style, args.interval)
+        workload = Workload(api_url, backend, out, style, args.interval)
         try:
             asyncio.run(_run_workload(workload, deadline, args.requests))
         except KeyboardInterrupt:
@@ -669,7 +700,25 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, previous_term)
-    return code
+    return 0
+
+
+def _wait_for_urls(urls: list[str], timeout: float) -> bool:
+    """Whether every URL answered 200 within ``timeout`` (services still starting up)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    pending = list(urls)
+    with httpx.Client(timeout=2.0) as client:
+        while pending and time.monotonic() < deadline:
+            try:
+                if client.get(pending[0]).status_code == 200:
+                    pending.pop(0)
+                    continue
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+    return not pending
 
 
 async def _run_workload(workload: Workload, deadline: float | None, max_requests: int | None) -> None:
@@ -703,9 +752,10 @@ def _shutdown(
     say: Any, style: Style, backend: Backend | None, services: Services | None, workload: Workload | None
 ) -> None:
     if services is not None:
+        say("Stopping the demo services…")
         killed = services.stop()
         note = f" (had to kill {', '.join(killed)})" if killed else ""
-        say(f"Stopped the demo services{note}.")
+        say(f"Stopped them{note}.")
     if workload is not None and workload.outcomes:
         outcomes = workload.outcomes
         counts: dict[str, int] = defaultdict(int)

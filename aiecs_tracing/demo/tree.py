@@ -190,8 +190,17 @@ def render_trace(trace: dict[str, Any], style: Style, width: int = 120, indent: 
         text += "  " + format_duration(span.duration_us).rjust(9)
         if bar_width:
             text += "  " + _bar(span, start, total, bar_width, style)
+        used = len(indent) + len(prefix) + service_width + 2 + label_width - len(prefix) + 11
+        used += bar_width + 2 if bar_width else 0
         if span.is_error:
-            text += "  " + style("✗ " + _shorten(span.error or "error", 70), "red", "bold")
+            room = width - used - 4
+            if room >= 30:
+                text += "  " + style("✗ " + _shorten(span.error or "error", room), "red", "bold")
+            else:  # no room on the line: the error goes underneath
+                lines.append(indent + text)
+                under = prefix.replace("├─ ", "│  ").replace("└─ ", "   ") + ("│  " if span.children else "   ")
+                room = max(width - len(indent) - len(under) - 4, 30)
+                text = style(under, "dim") + style("✗ " + _shorten(span.error or "error", room), "red", "bold")
         lines.append(indent + text)
     return lines
 
