@@ -13,6 +13,7 @@ import logging
 import mimetypes
 import re
 import socket
+import threading
 import time
 import zlib
 from http import HTTPStatus
@@ -242,7 +243,29 @@ class CollectorHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], collector: Collector):
         self.collector = collector
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
         super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_idle_connections(self) -> None:
+        """Wake keep-alive handler threads blocked on a read so they end with the server."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         logger.debug("collector: request from %s failed", client_address, exc_info=True)

@@ -142,6 +142,7 @@ class Collector:
             stopper.join(5)
         for server in self._http_servers:
             server.server_close()
+            server.close_idle_connections()
         if self._udp_socket is not None:
             self._udp_socket.close()
         for thread in self._threads:

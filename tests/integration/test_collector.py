@@ -764,3 +764,16 @@ def test_cli_rejects_unknown_arguments_and_bad_ages(capsys):
     assert exit_info.value.code == 2
     assert cli.main(["serve", "--max-age", "forever", "--otlp-port", "0"]) == 2
     assert "--max-age" in capsys.readouterr().err
+
+
+def test_stop_closes_idle_keep_alive_connections():
+    c = Collector(otlp_port=0, udp_port=None, ui_port=0).start()
+    connection = http.client.HTTPConnection("127.0.0.1", c.ui_port, timeout=10)
+    connection.request("GET", "/api/services")
+    assert connection.getresponse().read()
+    c.stop()
+    # The server side hung up: the next request on the kept-alive socket fails instead of hanging.
+    with pytest.raises((http.client.HTTPException, OSError)):
+        connection.request("GET", "/api/services")
+        connection.getresponse()
+    connection.close()
