@@ -304,7 +304,6 @@ class _State:
             "component": "socketio",
             "messaging.system": "socketio",
             "messaging.operation.type": "process",
-            "messaging.operation.name": name,
             "messaging.destination.name": ns,
             "socketio.event": name,
             "socketio.namespace": ns,

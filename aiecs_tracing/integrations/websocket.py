@@ -39,6 +39,7 @@ import contextvars
 import functools
 import inspect
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -56,6 +57,7 @@ __all__ = [
     "untrace_websocket_connection",
 ]
 
+logger = logging.getLogger("aiecs_tracing")
 CARRIER_KEY = "_trace"
 _MANAGER_ATTR = "_aiecs_tracing_ws_manager"
 _CONN_ATTR = "_aiecs_tracing_ws_conn"
@@ -367,7 +369,10 @@ def trace_websocket_connection(ws: Any, tracing: TracingManager | None = None, n
     """
     if getattr(ws, _CONN_ATTR, None) is not None:
         return ws
-    _ConnectionTracer(ws, tracing, name, manager_mode=False).install()
+    try:
+        _ConnectionTracer(ws, tracing, name, manager_mode=False).install()
+    except Exception as exc:
+        report_error("websocket trace_websocket_connection", exc)
     return ws
 
 
@@ -482,21 +487,32 @@ class _ManagerState:
             except Exception:
                 pass
         span = t._start("websocket connection", attrs, SpanKind.SERVER, parent)
-        tracer = _ConnectionTracer(
+        tracer: _ConnectionTracer | None = _ConnectionTracer(
             ws, self.tracing, "websocket", manager_mode=True, connection_span=span,
             max_parse_bytes=self.max_parse_bytes,
         )
-        tracer.install()
+        try:
+            tracer.install()  # type: ignore[union-attr]
+        except Exception as exc:  # e.g. a connection class with __slots__: the connection span only
+            report_error("websocket messages", exc)
+            tracer = None
         return span, tracer, t.attach(span)
 
     def connection_end(
-        self, t: TracingManager, ws: Any, span: Span, tracer: _ConnectionTracer, token: Any, error: BaseException | None
+        self,
+        t: TracingManager,
+        ws: Any,
+        span: Span,
+        tracer: _ConnectionTracer | None,
+        token: Any,
+        error: BaseException | None,
     ) -> None:
-        tracer.uninstall()
         t.detach(token)
         otel = span._otel
-        otel.set_attribute("websocket.messages_received", tracer.received)
-        otel.set_attribute("websocket.messages_sent", tracer.sent)
+        if tracer is not None:
+            tracer.uninstall()
+            otel.set_attribute("websocket.messages_received", tracer.received)
+            otel.set_attribute("websocket.messages_sent", tracer.sent)
         code = getattr(ws, "close_code", None)
         if isinstance(code, int):
             otel.set_attribute("websocket.close_code", code)
@@ -676,6 +692,12 @@ def instrument_websocket_manager(
     if not callable(getattr(manager, "_handle_client_connection", None)):
         raise TypeError(
             f"instrument_websocket_manager: {type(manager).__name__} has no _handle_client_connection"
+        )
+    if getattr(manager, "server", None) is not None:
+        logger.warning(
+            "instrument_websocket_manager(%s) called after start_server(): "
+            "connections of the running server are not traced",
+            type(manager).__name__,
         )
     state = _ManagerState(manager, tracing, max_parse_bytes)
     wrappers: dict[str, Any] = {
