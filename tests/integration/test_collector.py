@@ -777,3 +777,19 @@ def test_stop_closes_idle_keep_alive_connections():
         connection.request("GET", "/api/services")
         connection.getresponse()
     connection.close()
+
+
+def test_sdk_exporter_with_gzip_compression(collector):
+    from opentelemetry.exporter.otlp.proto.http import Compression
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "zipped"}))
+    exporter = OTLPSpanExporter(endpoint=collector.otlp_endpoint, compression=Compression.Gzip)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("z").start_as_current_span("outer"):
+        with provider.get_tracer("z").start_as_current_span("inner") as inner:
+            inner.set_attribute("payload", "x" * 10_000)
+    provider.shutdown()
+    assert collector.wait_for_spans(2, timeout=10) == 2
+    (trace,) = api_get(collector, f"/api/traces/{hex_trace_id(inner)}")["data"]
+    inner_span = next(s for s in trace["spans"] if s["operationName"] == "inner")
+    assert tag_map(inner_span["tags"])["payload"] == ("string", "x" * 10_000)
