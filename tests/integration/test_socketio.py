@@ -382,3 +382,49 @@ def test_sync_server_over_threaded_wsgi_with_polling(sink) -> None:
     assert {e.parent_id for e in emits} == {a.span_id for a in adds}
     failed = sink.wait_for(1, where=lambda s: s.operation == "socketio fail")[0]
     assert failed.is_error and failed.tags["error.kind"] == "RuntimeError"
+
+
+def test_internal_tracing_failure_never_reaches_the_app(sink, monkeypatch) -> None:
+    from aiecs_tracing.core import guard
+
+    tracing = make_manager(sink, "socketio-svc")
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("tracing bug")
+
+    monkeypatch.setattr(tracing, "_start", broken)
+    before = guard.error_counts().get("socketio event", 0)
+    with serve_asgi(socketio.ASGIApp(build_server(tracing))) as port:
+        result = run(scenario(port, "websocket"))
+    assert result["register"] == {"ok": True, "user": "u1", "keys": ["user"]}
+    assert result["say"] == "HI" and result["after_boom"] == (7, 12)
+    assert guard.error_counts().get("socketio event", 0) > before
+
+
+def test_default_manager_is_resolved_per_event(sink) -> None:
+    from aiecs_tracing import set_tracing_manager
+
+    sio = socketio.AsyncServer(async_mode="asgi", ping_interval=0.5, ping_timeout=1)
+    instrument_socketio(sio)  # before any manager exists
+
+    @sio.event
+    async def hello(sid: str) -> str:
+        return "hi"
+
+    tracing = make_manager(sink, "socketio-default")
+    set_tracing_manager(tracing)
+    try:
+
+        async def go(port: int) -> Any:
+            client = socketio.AsyncClient()
+            await client.connect(f"http://127.0.0.1:{port}", transports=["websocket"], wait_timeout=5)
+            result = await client.call("hello", timeout=5)
+            await client.disconnect()
+            return result
+
+        with serve_asgi(socketio.ASGIApp(sio)) as port:
+            assert run(go(port)) == "hi"
+    finally:
+        set_tracing_manager(None)
+    tracing.flush()
+    assert sink.wait_for(1, where=lambda s: s.operation == "socketio hello")

@@ -432,3 +432,37 @@ def test_generic_wrapper_on_a_sync_client(sink) -> None:
     tracing.flush()
     names = sorted(s.operation for s in sink.wait_for(2, timeout=3))
     assert names == ["websocket receive", "websocket send"]
+
+
+def test_internal_tracing_failure_never_reaches_the_manager(sink, monkeypatch) -> None:
+    tracing = make_manager(sink, "ws-manager")
+    bare = run(manager_scenario(_off(), instrument=False))
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("tracing bug")
+
+    monkeypatch.setattr(tracing, "_start", broken)
+    assert run(manager_scenario(tracing, instrument=True)) == bare
+
+
+def test_default_manager_is_resolved_per_connection(sink) -> None:
+    from aiecs_tracing import set_tracing_manager
+
+    mgr = instrument_websocket_manager(StandInWebSocketManager())  # before any manager exists
+    tracing = make_manager(sink, "ws-default")
+    set_tracing_manager(tracing)
+
+    async def go() -> None:
+        port = await mgr.start_server()
+        async with websockets.connect(f"ws://127.0.0.1:{port}") as ws:
+            await ws.send(json.dumps({"action": "ping"}))
+            await ws.recv()
+        await asyncio.sleep(0.05)
+        await mgr.stop_server()
+
+    try:
+        run(go())
+    finally:
+        set_tracing_manager(None)
+    tracing.flush()
+    assert sink.wait_for(1, where=lambda s: s.operation == "websocket ping")
