@@ -7,8 +7,9 @@ after the call, for ``socketio.AsyncServer`` and ``socketio.Server``:
 - ``socketio connection`` (SERVER): one per sid and namespace, from the CONNECT packet to
   the disconnect; ``socketio.sid``, ``socketio.namespace``, ``socketio.transport``,
   ``client.address``. It continues the trace of the handshake: a trace carrier in the
-  connect ``auth`` payload, else the current span (e.g. an ASGI middleware's), else the
-  handshake's HTTP headers (``traceparent``/``uber-trace-id``/``baggage``).
+  connect ``auth`` payload, else the handshake's HTTP headers (``traceparent``/
+  ``uber-trace-id``/``baggage``), under the current span (e.g. an ASGI middleware's
+  request span) when that one is in the same trace or there are no such headers.
 - ``socketio connect`` / ``socketio disconnect`` (CONSUMER): the connect and disconnect
   handlers, children of the connection span.
 - ``socketio <event>`` (CONSUMER): one per incoming event, current while the handler runs
@@ -174,10 +175,15 @@ class _State:
         carrier = _find_carrier((data,)) if data else None
         if carrier is not None:
             parent = t.extract_span_context(carrier)
-        if parent is None and not trace.get_current_span().get_span_context().is_valid:
+        if parent is None:
             headers = _environ_carrier(environ)
-            if headers:
-                parent = t.extract_span_context(headers)
+            handshake = t.extract_span_context(headers) if headers else None
+            current = trace.get_current_span().get_span_context()
+            # Under an ASGI/WSGI tracing middleware the current span is the request carrying
+            # the CONNECT packet: a child of it when it continues the handshake's trace (or
+            # there is none), else the handshake wins (a polling POST may carry no headers).
+            if not current.is_valid or (handshake is not None and handshake.trace_id != current.trace_id):
+                parent = handshake
         host, port = _client_address(environ)
         attrs: dict[str, Any] = {
             "component": "socketio",

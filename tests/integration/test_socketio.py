@@ -428,3 +428,41 @@ def test_default_manager_is_resolved_per_event(sink) -> None:
         set_tracing_manager(None)
     tracing.flush()
     assert sink.wait_for(1, where=lambda s: s.operation == "socketio hello")
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_under_the_asgi_tracing_middleware(sink, transport: str) -> None:
+    """Mounted behind TracingMiddleware: the connection joins the handshake's trace either way."""
+    from fastapi import FastAPI
+
+    from aiecs_tracing.integrations.asgi import TracingMiddleware
+
+    tracing = make_manager(sink, "socketio-mw")
+    sio = socketio.AsyncServer(async_mode="asgi", ping_interval=0.5, ping_timeout=1)
+    instrument_socketio(sio, tracing)
+
+    @sio.event
+    async def hello(sid: str) -> str:
+        return "hi"
+
+    app = TracingMiddleware(socketio.ASGIApp(sio, other_asgi_app=FastAPI()), tracing=tracing)
+
+    async def go(port: int) -> Any:
+        client = socketio.AsyncClient()
+        await client.connect(
+            f"http://127.0.0.1:{port}", headers={"traceparent": TRACEPARENT}, transports=[transport], wait_timeout=5
+        )
+        result = await client.call("hello", timeout=5)
+        await client.disconnect()
+        return result
+
+    with serve_asgi(app) as port:
+        assert run(go(port)) == "hi"
+    tracing.flush()
+    conn = sink.wait_for(1, where=lambda s: s.operation == "socketio connection")[0]
+    event = sink.wait_for(1, where=lambda s: s.operation == "socketio hello")[0]
+    assert _hex(conn.trace_id, 32) == TRACE and event.trace_id == conn.trace_id
+    assert event.parent_id == conn.span_id
+    if transport == "websocket":  # a child of the middleware's WebSocket connection span
+        parent = [s for s in sink.spans if s.span_id == conn.parent_id]
+        assert parent and parent[0].kind == "server" and _hex(parent[0].parent_id, 16) == PARENT
