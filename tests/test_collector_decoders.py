@@ -464,3 +464,38 @@ def test_json_lone_surrogates_are_a_decode_error_but_pairs_are_fine():
         decode_json(document.replace("NAME", "\\ud800").encode())
     (record,), _, _ = decode_json(document.replace("NAME", "\\ud83d\\ude00").encode())
     assert record.operation == "\U0001f600"
+
+
+tag_strategy = st.one_of(
+    st.tuples(text, st.just(STRING), text),
+    st.tuples(text, st.just(BOOL), st.booleans()),
+    st.tuples(text, st.just(INT64), i64),
+    st.tuples(text, st.just(FLOAT64), finite),
+    st.tuples(text, st.just(BINARY), st.binary(max_size=6).map(lambda b: base64.b64encode(b).decode())),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    spans=st.lists(
+        st.tuples(
+            st.sampled_from(["aa" * 16, "bb" * 16]),
+            st.sampled_from([Process("a", []), Process("b", [("h", STRING, "x\\\"y\u00e9")]), Process("a", [])]),
+            text,
+            st.lists(tag_strategy, max_size=4),
+            st.lists(st.tuples(st.integers(min_value=0, max_value=MAX_TIME_US), st.lists(tag_strategy, max_size=2)), max_size=2),
+        ),
+        max_size=6,
+    )
+)
+def test_json_text_renderer_matches_the_dict_renderer(spans):
+    from aiecs_tracing.collector.jaeger_json import jaeger_traces, traces_json
+
+    records = [
+        SpanRecord(trace_id, f"{n + 1:016x}", "", operation, process, n, 2 * n, tags, logs, [(FOLLOWS_FROM, trace_id, "cd" * 8)])
+        for n, (trace_id, process, operation, tags, logs) in enumerate(spans)
+    ]
+    as_text = traces_json(records)
+    as_dicts = jaeger_traces(records)
+    assert list(as_text) == [trace["traceID"] for trace in as_dicts]
+    assert [json.loads(text) for text in as_text.values()] == as_dicts

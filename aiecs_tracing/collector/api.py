@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .jaeger_json import jaeger_traces
+from .jaeger_json import traces_json
 from .model import normalize_trace_id
 from .otlp import (
     OtlpDecodeError,
@@ -514,19 +514,22 @@ class QueryHandler(_BaseHandler):
         else:
             query = parse_trace_query(params, int(time.time() * 1_000_000))
             ids = store.find_trace_ids(query)
-        traces = jaeger_traces(store.get_records(ids))
-        order = {trace_id: position for position, trace_id in enumerate(ids)}
-        traces.sort(key=lambda trace: order.get(trace["traceID"], 0))
-        self.respond_json(200, envelope(traces))
+        rendered = traces_json(store.get_records(ids))
+        self.respond_traces([rendered[trace_id] for trace_id in ids if trace_id in rendered])
 
     def _trace(self, text: str) -> None:
         trace_id = normalize_trace_id(text)
         if trace_id is None:
             raise ApiError(400, f"malformed trace id {text!r}")
-        traces = jaeger_traces(self.collector.store.get_records([trace_id]))
-        if not traces:
+        rendered = traces_json(self.collector.store.get_records([trace_id]))
+        if not rendered:
             raise ApiError(404, "trace not found")
-        self.respond_json(200, envelope(traces))
+        self.respond_traces(list(rendered.values()))
+
+    def respond_traces(self, traces: list[str]) -> None:
+        """The envelope around traces already rendered as JSON text."""
+        body = f'{{"data":[{",".join(traces)}],"total":{len(traces)},"limit":0,"offset":0,"errors":null}}'
+        self.respond(200, body.encode("utf-8", "replace"), "application/json; charset=utf-8")
 
     def _dependencies(self, params: dict[str, list[str]]) -> None:
         end_ms = _int_param(params, "endTs")
