@@ -402,7 +402,9 @@ def test_internal_tracing_failure_never_reaches_the_app(sink, monkeypatch) -> No
 
 
 def test_default_manager_is_resolved_per_event(sink) -> None:
-    from aiecs_tracing import set_tracing_manager
+    from aiecs_tracing import get_tracing_manager, set_tracing_manager
+
+    previous = get_tracing_manager()
 
     sio = socketio.AsyncServer(async_mode="asgi", ping_interval=0.5, ping_timeout=1)
     instrument_socketio(sio)  # before any manager exists
@@ -425,7 +427,7 @@ def test_default_manager_is_resolved_per_event(sink) -> None:
         with serve_asgi(socketio.ASGIApp(sio)) as port:
             assert run(go(port)) == "hi"
     finally:
-        set_tracing_manager(None)
+        set_tracing_manager(previous)
     tracing.flush()
     assert sink.wait_for(1, where=lambda s: s.operation == "socketio hello")
 

@@ -446,7 +446,9 @@ def test_internal_tracing_failure_never_reaches_the_manager(sink, monkeypatch) -
 
 
 def test_default_manager_is_resolved_per_connection(sink) -> None:
-    from aiecs_tracing import set_tracing_manager
+    from aiecs_tracing import get_tracing_manager, set_tracing_manager
+
+    previous = get_tracing_manager()
 
     mgr = instrument_websocket_manager(StandInWebSocketManager())  # before any manager exists
     tracing = make_manager(sink, "ws-default")
@@ -463,6 +465,6 @@ def test_default_manager_is_resolved_per_connection(sink) -> None:
     try:
         run(go())
     finally:
-        set_tracing_manager(None)
+        set_tracing_manager(previous)
     tracing.flush()
     assert sink.wait_for(1, where=lambda s: s.operation == "websocket ping")
