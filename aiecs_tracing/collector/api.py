@@ -243,6 +243,8 @@ class CollectorHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], collector: Collector):
         self.collector = collector
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, handler)

@@ -40,7 +40,7 @@ from .packing import PackedSpan, ProcessKey, pack_record, process_key, tags_from
 logger = logging.getLogger("aiecs_tracing.collector")
 
 MEMORY = ":memory:"
-DEFAULT_MAX_PENDING_SPANS = 500_000
+DEFAULT_MAX_PENDING_SPANS = 200_000  # ~100 MiB of queued rows; beyond it OTLP gets 503 (retryable)
 DEFAULT_QUERY_LIMIT = 100
 WRITE_BATCH_ROWS = 20_000
 RETENTION_CHECK_SECONDS = 5.0

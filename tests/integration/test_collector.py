@@ -793,3 +793,18 @@ def test_sdk_exporter_with_gzip_compression(collector):
     (trace,) = api_get(collector, f"/api/traces/{hex_trace_id(inner)}")["data"]
     inner_span = next(s for s in trace["spans"] if s["operationName"] == "inner")
     assert tag_map(inner_span["tags"])["payload"] == ("string", "x" * 10_000)
+
+
+def test_full_backlog_answers_503_retry_later_and_counts_the_spans(collector):
+    collector.store.max_pending_spans = 5  # as if the writer had fallen far behind
+    status, headers, body = request(
+        collector.otlp_port, "POST", "/v1/traces", otlp_batch("flood", 8, time.time_ns()), {"Content-Type": "application/x-protobuf"}
+    )
+    assert status == 503 and headers["retry-after"] == "1"
+    assert body.startswith(b"\x08\x0e")  # google.rpc.Status code 14, UNAVAILABLE
+    post_protobuf(collector, otlp_batch("trickle", 3, time.time_ns()))
+    assert collector.wait_for_spans(3, timeout=10) == 3
+    stats = api_get(collector, "/api/stats")
+    assert stats["rejected_spans"]["otlp_http"] == 8 and stats["dropped"] == 8
+    assert stats["received"]["otlp_http"] == 3
+    assert api_get(collector, "/api/services")["data"] == ["trickle"]
