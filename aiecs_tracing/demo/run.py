@@ -193,8 +193,8 @@ def find_or_start_backend(args: argparse.Namespace) -> Backend:
     # The collector's usual store by default, so `aiecs-tracing serve` shows these traces later.
     collector = Collector(host=host, db_path=args.db or default_db_path(), **ports)
     collector.start()
-    moved = [name for name, value in ports.items() if value == 0 and getattr(args, name) != 0]
-    note = f" ({', '.join(n.replace('_', ' ') for n in moved)} busy: picked free ones)" if moved else ""
+    moved = [str(getattr(args, name)) for name, value in ports.items() if value == 0 and getattr(args, name) != 0]
+    note = f" (port {', '.join(moved)} in use by something else: picked a free one instead)" if moved else ""
     return Backend(
         f"http://{host}:{collector.ui_port}",
         (host, collector.udp_port),
@@ -740,6 +740,10 @@ async def _run_workload(workload: Workload, deadline: float | None, max_requests
             pass
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _redact_url(url: str) -> str:
     """``redis://:secret@host`` -> ``redis://***@host``: no passwords on the screen."""
     scheme, sep, rest = url.partition("://")
@@ -763,7 +767,8 @@ def _shutdown(
             counts[outcome.status] += 1
         parts = ", ".join(f"{n} {status}" for status, n in counts.items())
         spans = sum(o.spans for o in outcomes)
-        say(f"{len(outcomes)} requests ({parts}) · {spans} spans in {sum(1 for o in outcomes if o.spans)} traces.")
+        traces = sum(1 for o in outcomes if o.spans)
+        say(f"{_plural(len(outcomes), 'request')} ({parts}) · {_plural(spans, 'span')} in {_plural(traces, 'trace')}.")
         if workload.progress_via != "Socket.IO":
             say(f"Progress was followed by {workload.progress_via}.")
     if backend is not None:
