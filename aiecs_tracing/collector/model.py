@@ -12,10 +12,9 @@ path creates millions of them and the store serialises them straight to JSON.
 
 from __future__ import annotations
 
-import base64
 import math
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 # One-letter type codes keep stored payloads small; JAEGER_TYPE_NAMES maps them to
 # the names Jaeger's JSON model uses.
@@ -48,9 +47,6 @@ Log = tuple[int, list[Tag]]
 Reference = tuple[str, str, str]
 """``(ref_type, trace_id_hex, span_id_hex)``."""
 
-TagValue = Union[str, bool, int, float, bytes]
-
-ZERO_SPAN_ID = "0" * 16
 MAX_TIME_US = (2**64 - 1) // 1000  # the largest µs value whose ns form still fits OTLP's uint64
 
 
@@ -90,19 +86,6 @@ class SpanRecord:
     @property
     def process_tags(self) -> list[Tag]:
         return self.process.tags
-
-
-def typed_tag(key: str, value: TagValue) -> Tag:
-    """Build a tag from a Python value, choosing the Jaeger type from the value's type."""
-    if isinstance(value, bool):
-        return (key, BOOL, value)
-    if isinstance(value, int):
-        return (key, INT64, value)
-    if isinstance(value, float):
-        return float_tag(key, value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return (key, BINARY, base64.b64encode(bytes(value)).decode("ascii"))
-    return (key, STRING, str(value))
 
 
 def float_tag(key: str, value: float) -> Tag:
