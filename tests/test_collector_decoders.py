@@ -499,3 +499,34 @@ def test_json_text_renderer_matches_the_dict_renderer(spans):
     as_dicts = jaeger_traces(records)
     assert list(as_text) == [trace["traceID"] for trace in as_dicts]
     assert [json.loads(text) for text in as_text.values()] == as_dicts
+
+
+def test_an_open_read_never_blocks_the_writer(tmp_path):
+    from aiecs_tracing.collector.store import SpanStore
+
+    store = SpanStore(tmp_path / "t.sqlite3").start()
+    try:
+        first = [SpanRecord("ab" * 16, f"{i:016x}", "", "op", Process("svc"), i, 1) for i in range(1, 51)]
+        assert store.submit(first) and store.flush(10)
+        with store._reader() as db:
+            cursor = db.execute("SELECT span_id FROM spans")
+            cursor.fetchone()  # a read transaction is now open and holds its snapshot
+            more = [SpanRecord("cd" * 16, f"{i:016x}", "", "op", Process("svc"), i, 1) for i in range(1, 51)]
+            assert store.submit(more)
+            assert store.wait_for_stored(100, timeout=10) == 100  # written while the read is open
+            assert len(cursor.fetchall()) == 49  # and the reader still sees its own snapshot
+        assert len(store.get_records(["cd" * 16])) == 50
+    finally:
+        store.stop()
+
+
+def test_a_database_from_a_newer_schema_is_refused(tmp_path):
+    import sqlite3
+
+    from aiecs_tracing.collector.store import SpanStore
+
+    path = tmp_path / "future.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 99")
+    with pytest.raises(RuntimeError, match="newer"):
+        SpanStore(path)

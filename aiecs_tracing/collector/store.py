@@ -45,6 +45,7 @@ DEFAULT_QUERY_LIMIT = 100
 WRITE_BATCH_ROWS = 20_000
 RETENTION_CHECK_SECONDS = 5.0
 
+SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS services (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS operations (
@@ -143,7 +144,15 @@ class SpanStore:
 
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._writer_db = self._connect(writer=True)
+        version = self._writer_db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            self._writer_db.close()
+            raise RuntimeError(
+                f"{self.path} was written by a newer aiecs-tracing (schema {version} > {SCHEMA_VERSION}); "
+                "upgrade, or use another --db"
+            )
         self._writer_db.executescript(SCHEMA)
+        self._writer_db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._load_interned()
         self._row_count = self._writer_db.execute("SELECT count(*) FROM spans").fetchone()[0]
         self._thread: threading.Thread | None = None
