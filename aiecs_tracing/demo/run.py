@@ -559,15 +559,16 @@ class Workload:
         expected = outcome.status == scenario.expect
         marks = {"completed": ("✓", "green"), "failed": ("✗", "red"), "rejected": ("✗", "yellow")}
         mark, color = marks.get(outcome.status, ("?", "yellow"))
-        status = s(f"{mark} {outcome.status}", color, "bold")
+        status = s(f"{mark} {outcome.status}".ljust(12), color, "bold")
         why = f"  {s('(on purpose: ' + scenario.why + ')', 'dim')}" if scenario.why and expected else ""
         if not expected:
             why = "  " + s(f"(expected {scenario.expect})", "yellow")
-        head = f"{s(f'#{outcome.number:<3}', 'bold')} {scenario.label:<17} {status:<12}  {outcome.seconds:5.2f} s{why}"
+        head = f"{s(f'#{outcome.number:<3}', 'bold')} {scenario.label:<17} {status}  {outcome.seconds:5.2f} s{why}"
         self.say(head)
+        width = shutil.get_terminal_size((160, 24)).columns
         if outcome.progress:
-            pushed = " → ".join(outcome.progress)
-            self.say("     " + s(f"progress: {pushed}", "dim"))
+            pushed = _first_line("progress: " + " → ".join(outcome.progress), max(width - 6, 40))
+            self.say("     " + s(pushed, "dim"))
         if trace is None:
             if outcome.trace_id:
                 self.say("     " + s(f"trace {outcome.trace_id}: not found in the collector", "yellow"))
@@ -578,7 +579,6 @@ class Workload:
         error_text = s(f"{errors} with errors", "red") if errors else "no errors"
         self.say(f"     trace {outcome.trace_id} · {count} span{'' if count == 1 else 's'} · {' → '.join(services)} · {error_text}")
         self.say("     " + s(self.backend.trace_url(outcome.trace_id or ""), "blue"))
-        width = shutil.get_terminal_size((160, 24)).columns
         for line in render_trace(trace, s, width=width, indent="     "):
             self.say(line)
         self.say()
