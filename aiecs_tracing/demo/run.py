@@ -92,7 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--otlp-port", type=int, default=DEFAULT_OTLP_PORT, help="OTLP/HTTP port (0: any free)")
     parser.add_argument("--udp-port", type=int, default=DEFAULT_UDP_PORT, help="Jaeger UDP port (0: any free)")
     parser.add_argument("--ui-port", type=int, default=DEFAULT_UI_PORT, help="query API and UI port (0: any free)")
-    parser.add_argument("--db", default=None, metavar="PATH", help="collector store (default: the collector's)")
+    parser.add_argument("--db", default=None, metavar="PATH", help="collector store (default: the one `aiecs-tracing serve` uses; :memory: keeps nothing)")
     parser.add_argument("--api-port", type=int, default=0, help="task API port (default: any free)")
     parser.add_argument("--ml-port", type=int, default=0, help="ml-service port (default: any free)")
     parser.add_argument(
