@@ -51,6 +51,7 @@ class TaskRequest(BaseModel):
     corrupt_document: bool = False  # the document parser tool raises
     warmup_attempts: int = 0  # ml_service answers 503 that many times: Celery retries
 
+
 class Progress(BaseModel):
     task_id: str
     user_id: str
@@ -78,7 +79,9 @@ def create_app(settings: DemoSettings | None = None) -> Any:
     celery_app.conf.update(celery_config(settings))
     install_celery_tracing(celery_app, tracing)  # PRODUCER span + context in the message headers
 
-    sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins="*", logger=False, engineio_logger=False)
+    sio = socketio.AsyncServer(
+        async_mode="asgi", cors_allowed_origins="*", logger=False, engineio_logger=False
+    )
     # Emits become PRODUCER spans of the current request's trace; a client's events, if
     # any, start traces of their own rather than joining its (long-lived) connection's.
     instrument_socketio(sio, tracing, events_in_connection_trace=False)
@@ -130,7 +133,9 @@ def create_app(settings: DemoSettings | None = None) -> Any:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fd", type=int, default=None, help="listening socket inherited from the runner")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind without --fd (0.0.0.0 in a container)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind without --fd (0.0.0.0 in a container)"
+    )
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
     watch_parent()

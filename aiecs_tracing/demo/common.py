@@ -132,7 +132,9 @@ def serve_asgi(app: Any, fd: int | None, host: str = "127.0.0.1", port: int = 80
     """
     import uvicorn
 
-    config = uvicorn.Config(app, log_level="info", access_log=True, lifespan="on", timeout_graceful_shutdown=2)
+    config = uvicorn.Config(
+        app, log_level="info", access_log=True, lifespan="on", timeout_graceful_shutdown=2
+    )
     server = uvicorn.Server(config)
     if fd is not None:
         sock = socket.socket(fileno=fd)

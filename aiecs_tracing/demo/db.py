@@ -39,7 +39,9 @@ INSERT_TASK = (
     "INSERT INTO tasks (task_id, user_id, kind, status, progress, payload, created_at, updated_at) "
     "VALUES (?, ?, ?, 'pending', 0, ?, ?, ?)"
 )
-SELECT_TASK = "SELECT task_id, user_id, kind, status, progress, message, updated_at FROM tasks WHERE task_id = ?"
+SELECT_TASK = (
+    "SELECT task_id, user_id, kind, status, progress, message, updated_at FROM tasks WHERE task_id = ?"
+)
 UPDATE_STATUS = "UPDATE tasks SET status = ?, progress = ?, message = ?, updated_at = ? WHERE task_id = ?"
 INSERT_RESULT = "INSERT OR REPLACE INTO task_results (task_id, result, created_at) VALUES (?, ?, ?)"
 

@@ -51,7 +51,9 @@ def create_app() -> Any:
         tracing.close_tracer()
 
     app = new_fastapi(title="ml-service", lifespan=lifespan)
-    app.add_middleware(TracingMiddleware, tracing=tracing, excluded_urls=["^/healthz$"])  # joins the caller's trace
+    app.add_middleware(
+        TracingMiddleware, tracing=tracing, excluded_urls=["^/healthz$"]
+    )  # joins the caller's trace
 
     async def infer(task: str, request: InferenceRequest) -> dict[str, Any]:
         tags = {
@@ -79,7 +81,9 @@ def create_app() -> Any:
         if task not in ("summarize", "classify", "embed"):
             return JSONResponse({"detail": f"unknown task {task!r}"}, status_code=404)
         if request.attempt < request.warmup_attempts:
-            return JSONResponse({"detail": f"{MODEL} is still loading"}, status_code=503, headers={"Retry-After": "1"})
+            return JSONResponse(
+                {"detail": f"{MODEL} is still loading"}, status_code=503, headers={"Retry-After": "1"}
+            )
         try:
             result = await infer(task, request)
         except InferenceError as exc:
@@ -96,7 +100,9 @@ def create_app() -> Any:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fd", type=int, default=None, help="listening socket inherited from the runner")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind without --fd (0.0.0.0 in a container)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind without --fd (0.0.0.0 in a container)"
+    )
     parser.add_argument("--port", type=int, default=8001)
     args = parser.parse_args(argv)
     watch_parent()

@@ -73,7 +73,9 @@ SCENARIOS = (
     ),
     Scenario("analyze_document", {"kind": "analyze_document", "document": "contract.pdf"}),
     Scenario("classify", {"kind": "classify", "texts": ["Dear customer, your contract renews on 1 May."]}),
-    Scenario("translate", {"kind": "translate", "texts": ["Hallo Welt"]}, "rejected", "unknown task kind: 400"),
+    Scenario(
+        "translate", {"kind": "translate", "texts": ["Hallo Welt"]}, "rejected", "unknown task kind: 400"
+    ),
 )
 
 
@@ -85,14 +87,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "trace as a tree. Traces go to the embedded collector (started if none is running) or to a "
         "Jaeger already listening on the query port.",
     )
-    parser.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
+    parser.add_argument(
+        "--duration", type=float, default=None, metavar="SECONDS", help="stop after this long"
+    )
     parser.add_argument("--requests", type=int, default=None, metavar="N", help="stop after N requests")
-    parser.add_argument("--interval", type=float, default=1.0, metavar="SECONDS", help="pause between requests")
+    parser.add_argument(
+        "--interval", type=float, default=1.0, metavar="SECONDS", help="pause between requests"
+    )
     parser.add_argument("--host", default=DEFAULT_HOST, help="collector address (default %(default)s)")
-    parser.add_argument("--otlp-port", type=int, default=DEFAULT_OTLP_PORT, help="OTLP/HTTP port (0: any free)")
-    parser.add_argument("--udp-port", type=int, default=DEFAULT_UDP_PORT, help="Jaeger UDP port (0: any free)")
-    parser.add_argument("--ui-port", type=int, default=DEFAULT_UI_PORT, help="query API and UI port (0: any free)")
-    parser.add_argument("--db", default=None, metavar="PATH", help="collector store (default: the one `aiecs-tracing serve` uses; :memory: keeps nothing)")
+    parser.add_argument(
+        "--otlp-port", type=int, default=DEFAULT_OTLP_PORT, help="OTLP/HTTP port (0: any free)"
+    )
+    parser.add_argument(
+        "--udp-port", type=int, default=DEFAULT_UDP_PORT, help="Jaeger UDP port (0: any free)"
+    )
+    parser.add_argument(
+        "--ui-port", type=int, default=DEFAULT_UI_PORT, help="query API and UI port (0: any free)"
+    )
+    parser.add_argument(
+        "--db",
+        default=None,
+        metavar="PATH",
+        help="collector store (default: the one `aiecs-tracing serve` uses; :memory: keeps nothing)",
+    )
     parser.add_argument("--api-port", type=int, default=0, help="task API port (default: any free)")
     parser.add_argument("--ml-port", type=int, default=0, help="ml-service port (default: any free)")
     parser.add_argument(
@@ -114,7 +131,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="read traces from this Jaeger-compatible query API instead of finding or starting the collector",
     )
     parser.add_argument("--viewer-url", default=None, metavar="URL", help="base of the trace links printed")
-    parser.add_argument("--workdir", default=None, help="where logs, broker files and SQLite go (default: a temp dir)")
+    parser.add_argument(
+        "--workdir", default=None, help="where logs, broker files and SQLite go (default: a temp dir)"
+    )
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     args = parser.parse_args(argv)
     for name in ("otlp_port", "udp_port", "ui_port", "api_port", "ml_port"):
@@ -193,7 +212,9 @@ def find_or_start_backend(args: argparse.Namespace) -> Backend:
     # The collector's usual store by default, so `aiecs-tracing serve` shows these traces later.
     collector = Collector(host=host, db_path=args.db or default_db_path(), **ports)
     collector.start()
-    moved = [str(getattr(args, name)) for name, value in ports.items() if value == 0 and getattr(args, name) != 0]
+    moved = [
+        str(getattr(args, name)) for name, value in ports.items() if value == 0 and getattr(args, name) != 0
+    ]
     note = f" (port {', '.join(moved)} in use by something else: picked a free one instead)" if moved else ""
     return Backend(
         f"http://{host}:{collector.ui_port}",
@@ -487,7 +508,11 @@ class Workload:
         outcome = Outcome(number, scenario, "error", 0.0)
         try:
             response = await client.post(f"{self.api_url}/api/tasks", json=scenario.request)
-            body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+            body = (
+                response.json()
+                if response.headers.get("content-type", "").startswith("application/json")
+                else {}
+            )
             outcome.trace_id = _trace_id_of(response.headers.get("traceresponse"))
             if response.status_code >= 400:
                 outcome.status = "rejected"
@@ -577,7 +602,9 @@ class Workload:
         count, services, errors = trace_summary(trace)
         outcome.spans, outcome.services = count, services
         error_text = s(f"{errors} with errors", "red") if errors else "no errors"
-        self.say(f"     trace {outcome.trace_id} · {count} span{'' if count == 1 else 's'} · {' → '.join(services)} · {error_text}")
+        self.say(
+            f"     trace {outcome.trace_id} · {count} span{'' if count == 1 else 's'} · {' → '.join(services)} · {error_text}"
+        )
         self.say("     " + s(self.backend.trace_url(outcome.trace_id or ""), "blue"))
         for line in render_trace(trace, s, width=width, indent="     "):
             self.say(line)
@@ -619,7 +646,10 @@ def main(argv: list[str] | None = None) -> int:
     deadline = started + args.duration if args.duration else None
     say = lambda text="": print(text, file=out, flush=True)  # noqa: E731
 
-    say(style("aiecs-tracing demo", "bold") + " · a small AIECS (task API, Celery worker, ML service), traced end to end")
+    say(
+        style("aiecs-tracing demo", "bold")
+        + " · a small AIECS (task API, Celery worker, ML service), traced end to end"
+    )
     say()
     previous_term = signal.getsignal(signal.SIGTERM)
 
@@ -635,7 +665,9 @@ def main(argv: list[str] | None = None) -> int:
             backend = find_or_start_backend(args)
         except ImportError as exc:
             say(style(f"The embedded collector is not available ({exc}).", "red"))
-            say("Start one with `aiecs-tracing serve`, or a Jaeger (docker compose up jaeger), and run again.")
+            say(
+                "Start one with `aiecs-tracing serve`, or a Jaeger (docker compose up jaeger), and run again."
+            )
             return 1
         except OSError as exc:
             say(style(f"Could not start the collector: {exc}", "red"))
@@ -650,7 +682,12 @@ def main(argv: list[str] | None = None) -> int:
             api_url = args.api_url.rstrip("/")
             say(f"  {style.service('aiecs-api', 'aiecs-api'.ljust(13))} {api_url} (already running)")
             if not _wait_for_urls([f"{api_url}/healthz", f"{q}/api/services"], STARTUP_TIMEOUT):
-                say(style(f"{api_url}/healthz or {q}/api/services did not answer in {STARTUP_TIMEOUT:g} s", "red"))
+                say(
+                    style(
+                        f"{api_url}/healthz or {q}/api/services did not answer in {STARTUP_TIMEOUT:g} s",
+                        "red",
+                    )
+                )
                 return 1
         else:
             workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="aiecs-demo-"))
@@ -658,7 +695,9 @@ def main(argv: list[str] | None = None) -> int:
             services = Services(args, backend, workdir, uuid.uuid4().hex)
             services.start()
             api_url = services.api_url
-            broker = "filesystem" if services.broker.startswith("filesystem") else _redact_url(services.broker)
+            broker = (
+                "filesystem" if services.broker.startswith("filesystem") else _redact_url(services.broker)
+            )
             rows = (
                 ("ml-service", services.ml_url, "OTLP/HTTP"),
                 ("aiecs-api", services.api_url, "Jaeger UDP"),
@@ -768,7 +807,9 @@ def _shutdown(
         parts = ", ".join(f"{n} {status}" for status, n in counts.items())
         spans = sum(o.spans for o in outcomes)
         traces = sum(1 for o in outcomes if o.spans)
-        say(f"{_plural(len(outcomes), 'request')} ({parts}) · {_plural(spans, 'span')} in {_plural(traces, 'trace')}.")
+        say(
+            f"{_plural(len(outcomes), 'request')} ({parts}) · {_plural(spans, 'span')} in {_plural(traces, 'trace')}."
+        )
         if workload.progress_via != "Socket.IO":
             say(f"Progress was followed by {workload.progress_via}.")
     if backend is not None:

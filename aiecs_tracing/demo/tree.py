@@ -198,9 +198,13 @@ def render_trace(trace: dict[str, Any], style: Style, width: int = 120, indent: 
                 text += "  " + style("✗ " + _shorten(span.error or "error", room), "red", "bold")
             else:  # no room on the line: the error goes underneath
                 lines.append(indent + text)
-                under = prefix.replace("├─ ", "│  ").replace("└─ ", "   ") + ("│  " if span.children else "   ")
+                under = prefix.replace("├─ ", "│  ").replace("└─ ", "   ") + (
+                    "│  " if span.children else "   "
+                )
                 room = max(width - len(indent) - len(under) - 4, 30)
-                text = style(under, "dim") + style("✗ " + _shorten(span.error or "error", room), "red", "bold")
+                text = style(under, "dim") + style(
+                    "✗ " + _shorten(span.error or "error", room), "red", "bold"
+                )
         lines.append(indent + text)
     return lines
 
@@ -216,8 +220,10 @@ def _bar(span: TreeSpan, start: int, total: int, width: int, style: Style) -> st
     first = min(first, width - 1)
     length = min(length, width - first)
     cells = "·" * first + "█" * length + "·" * (width - first - length)
-    return style(cells[:first], "dim") + style(cells[first : first + length], "red" if span.is_error else "green") + style(
-        cells[first + length :], "dim"
+    return (
+        style(cells[:first], "dim")
+        + style(cells[first : first + length], "red" if span.is_error else "green")
+        + style(cells[first + length :], "dim")
     )
 
 
@@ -236,7 +242,9 @@ def trace_summary(trace: dict[str, Any]) -> tuple[int, list[str], int]:
     return len(rows), services, sum(1 for _, span in rows if span.is_error)
 
 
-def print_trace(trace: dict[str, Any], stream: TextIO = sys.stdout, style: Style | None = None, width: int = 120) -> None:
+def print_trace(
+    trace: dict[str, Any], stream: TextIO = sys.stdout, style: Style | None = None, width: int = 120
+) -> None:
     style = style or Style.for_stream(stream)
     for line in render_trace(trace, style, width):
         print(line, file=stream)

@@ -92,9 +92,17 @@ def _on_process_shutdown(**_: Any) -> None:
         _services.tracing.close_tracer(timeout=2.0)
 
 
-def _push(s: _Services, task_id: str, user_id: str, status: str, progress: float, message: str, **extra: Any) -> None:
+def _push(
+    s: _Services, task_id: str, user_id: str, status: str, progress: float, message: str, **extra: Any
+) -> None:
     """Report progress to the API (which pushes it over Socket.IO); never fails the task."""
-    body = {"task_id": task_id, "user_id": user_id, "status": status, "progress": progress, "message": message}
+    body = {
+        "task_id": task_id,
+        "user_id": user_id,
+        "status": status,
+        "progress": progress,
+        "message": message,
+    }
     try:
         s.http.post(f"{settings.api_url}/internal/progress", json={**body, **extra})
     except Exception:

@@ -21,7 +21,9 @@ import pytest
 from aiecs_tracing.demo.tree import Style, build_tree, render_trace, trace_summary
 
 ROOT = Path(__file__).resolve().parents[2]
-TREE_LINE = re.compile(r"^ {5}(?P<prefix>[│├└─ ]*?)(?P<service>[a-z][\w-]*) +(?P<label>.+?) {2,}(?P<duration>[\d.]+ (?:s|ms|µs))")
+TREE_LINE = re.compile(
+    r"^ {5}(?P<prefix>[│├└─ ]*?)(?P<service>[a-z][\w-]*) +(?P<label>.+?) {2,}(?P<duration>[\d.]+ (?:s|ms|µs))"
+)
 HEADER = re.compile(r"^#(?P<n>\d+)\s+(?P<kind>\w+)\s+(?P<mark>[✓✗?]) (?P<status>\w+)")
 
 
@@ -143,12 +145,16 @@ def test_demo_prints_cross_service_trace_trees_and_exits_cleanly(tmp_path: Path)
         runs = _find(rows, "aiecs-worker", "run aiecs.tasks.worker.execute_")
         assert runs, text
         send = rows[runs[0]]["parent"]
-        assert rows[send]["service"] == "aiecs-api" and "send aiecs.tasks.worker.execute_" in rows[send]["label"]
+        assert (
+            rows[send]["service"] == "aiecs-api" and "send aiecs.tasks.worker.execute_" in rows[send]["label"]
+        )
         # Database spans in both services, progress pushed back over HTTP and Socket.IO.
         assert _find(rows, "aiecs-api", "INSERT tasks"), text
         assert _find(rows, "aiecs-worker", "UPDATE tasks"), text
         emits = _find(rows, "aiecs-api", "socketio emit progress")
-        assert emits and all(rows[rows[i]["parent"]]["label"] == "POST /internal/progress" for i in emits), text
+        assert emits and all(rows[rows[i]["parent"]]["label"] == "POST /internal/progress" for i in emits), (
+            text
+        )
 
     def block_rows(n: int) -> tuple[str, list[dict]]:
         return "\n".join(blocks[n]), _tree(blocks[n])
