@@ -10,8 +10,9 @@ Why the design looks like this (the OpenTelemetry instrumentation's known failur
   may not be registered in the publishing process (``send_task("acc.add")`` to a worker
   with its own registry, OpenTelemetry issue 609). So the publish span does not depend on
   the registry: the ``send_task`` wrapper marks "this app is publishing" in a context
-  variable and the signal handlers act only under that mark. The wrapper also ends the
-  span with the error when the publish raises (``after_task_publish`` is then never sent).
+  variable, the ``before_task_publish`` receiver acts only under that mark (starts the
+  PRODUCER span, writes the headers), and the wrapper ends the span when the message is
+  out - or with the error when publishing raises.
 * The context goes into the message headers. With task protocol 2 the worker puts them at
   the top level of ``task.request`` (and in ``task.request.headers``); with protocol 1
   only under ``task.request.headers``. The worker reads both. A retry copies the old
@@ -22,9 +23,11 @@ Why the design looks like this (the OpenTelemetry instrumentation's known failur
 * Prefork children exit with ``os._exit`` (no ``atexit``): ``worker_process_shutdown``
   flushes the manager in the dying child (OpenTelemetry issue 4916, "10 tasks in, 1 span
   out"). The core processor and the UDP exporter re-initialise themselves after ``fork``.
-* What only the worker's main process learns - a hard time-limit kill, a lost child, a
-  revoked, unknown or rejected message - becomes a short ``run <task>`` span there, child
-  of the publish span, with the outcome as its status.
+* What only the worker's main process learns becomes a short span there, child of the
+  publish span: ``run <task>`` for a message that never ran (unknown task, rejected,
+  revoked or expired), ``time limit <task>`` / ``worker lost <task>`` / ``terminate <task>``
+  for an execution it killed or lost (the child's own ``run <task>`` span, when the child
+  could still end it, says ``celery.state=INTERRUPTED``).
 
 Eager execution (``task_always_eager`` or ``task.apply()``) publishes nothing, so there is
 no PRODUCER span: the execution is an INTERNAL ``run <task>`` span, child of the caller.
@@ -45,6 +48,7 @@ from opentelemetry.trace import SpanKind
 
 from ..core.guard import report_error
 from ..core.manager import get_tracing_manager
+from ..core.propagation import ALL_FORMATS
 
 try:
     from celery import signals as _signals
@@ -62,6 +66,7 @@ __all__ = ["install_celery_tracing", "uninstall_celery_tracing", "is_celery_trac
 _STATE_ATTR = "_aiecs_celery_tracing"
 _TRACE_KEYS = ("traceparent", "tracestate", "baggage", "uber-trace-id")
 _UBERCTX = "uberctx-"
+_FAST_FORMATS = ALL_FORMATS
 #: Tasks with a hard time limit remembered by the worker's main process (task id -> context),
 #: so a kill it performs can be reported under the right parent. Bounded: oldest dropped first.
 _MAX_WATCHED = 10_000
@@ -103,6 +108,27 @@ def _request_carrier(request: Any) -> dict[str, Any] | None:
     return _header_carrier(values) or _header_carrier(values.get("headers"))
 
 
+def _inject(tracing: TracingManager, span: Span, headers: dict[str, Any]) -> None:
+    """``tracing.inject_span_context`` for the common case, without building a SpanContext.
+
+    A fresh publish span has no baggage, debug flag or trace state unless its parent had
+    them; then (or with unusual propagator settings) the general path writes the headers.
+    Same strings as :func:`aiecs_tracing.core.propagation.inject_headers`.
+    """
+    context = span._otel.get_span_context()
+    formats = tracing._formats
+    if span.baggage or span.debug or context.trace_state or formats != _FAST_FORMATS:
+        tracing.inject_span_context(span, headers)
+        return
+    trace_id, span_id = context.trace_id, context.span_id
+    if context.trace_flags & 1:
+        headers["traceparent"] = f"00-{trace_id:032x}-{span_id:016x}-01"
+        headers["uber-trace-id"] = f"{trace_id:x}:{span_id:x}:0:1"
+    else:
+        headers["traceparent"] = f"00-{trace_id:032x}-{span_id:016x}-00"
+        headers["uber-trace-id"] = f"{trace_id:x}:{span_id:x}:0:0"
+
+
 def _strip_trace_headers(headers: dict[str, Any]) -> None:
     """Drop trace keys a retry copied from the previous attempt's request."""
     for key in [k for k in headers if isinstance(k, str) and (k in _TRACE_KEYS or k.startswith(_UBERCTX))]:
@@ -127,7 +153,6 @@ class _CeleryTracing:
         uid = f"aiecs_tracing.celery.{id(app)}"
         self._connections = [
             (_signals.before_task_publish, self.on_before_publish, uid + ".before_publish"),
-            (_signals.after_task_publish, self.on_after_publish, uid + ".after_publish"),
             (_signals.task_prerun, self.on_prerun, uid + ".prerun"),
             (_signals.task_postrun, self.on_postrun, uid + ".postrun"),
             (_signals.task_failure, self.on_failure, uid + ".failure"),
@@ -187,15 +212,21 @@ class _CeleryTracing:
             publish = _Publish(state, tracing)
             token = _publishing.set(publish)
             try:
-                return original(*args, **kwargs)
+                result = original(*args, **kwargs)
             except BaseException as exc:
                 span = publish.span
-                if span is not None and not span.finished:
+                if span is not None:
                     span.record_exception(exc)
                     span.finish()
                 raise
             finally:
                 _publishing.reset(token)
+            # Ended here rather than in after_task_publish: the same moment (the message is
+            # out), and one signal fewer to dispatch on every publish.
+            span = publish.span
+            if span is not None:
+                span.finish()
+            return result
 
         send_task.__aiecs_celery_state__ = state  # type: ignore[attr-defined]
         return send_task
@@ -222,14 +253,12 @@ class _CeleryTracing:
             eta = headers.get("eta")
             if task_id is None and isinstance(body, dict):  # task protocol 1
                 task_id, retries, eta = body.get("id"), body.get("retries"), body.get("eta")
-            name = str(sender)
+            # Few attributes on purpose: every one is paid by the caller at every publish.
             attributes: dict[str, Any] = {
                 "component": "celery",
                 "messaging.system": "celery",
                 "messaging.operation.type": "send",
-                "messaging.operation.name": "send",
-                "celery.action": "apply_async",
-                "celery.task_name": name,
+                "celery.task_name": sender if type(sender) is str else str(sender),
             }
             if task_id is not None:
                 attributes["messaging.message.id"] = str(task_id)
@@ -243,22 +272,13 @@ class _CeleryTracing:
             if eta:
                 attributes["celery.eta"] = str(eta)
             tracing = publish.tracing
-            span = tracing._start("send " + name, attributes, SpanKind.PRODUCER)
+            span = tracing._start(f"send {sender}", attributes, SpanKind.PRODUCER)
             publish.span = span
             if "traceparent" in headers or "uber-trace-id" in headers:
                 _strip_trace_headers(headers)
-            tracing.inject_span_context(span, headers)
+            _inject(tracing, span, headers)
         except Exception as exc:
             report_error("celery publish", exc)
-
-    def on_after_publish(self, sender: Any = None, **_: Any) -> None:
-        publish = _publishing.get()
-        if publish is None or publish.state is not self:
-            return
-        span = publish.span
-        if span is not None:
-            publish.span = None
-            span.finish()
 
     # --- execution ------------------------------------------------------------------------
     def on_prerun(self, sender: Any = None, task_id: Any = None, task: Any = None, **_: Any) -> None:

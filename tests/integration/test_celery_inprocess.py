@@ -164,3 +164,20 @@ def test_manager_resolved_lazily_and_disabled_costs_nothing(sink, tracing) -> No
     tracing.flush()
     sink.wait_for(1)
     assert [s.operation for s in sink.spans] == ["send x.traced"]
+
+
+def test_fast_header_path_writes_what_the_core_writes(sink, tracing) -> None:
+    """The publish path formats the common case itself; it must match the core byte for byte."""
+    from aiecs_tracing.integrations.celery import _inject
+
+    plain = tracing.start_span("plain")
+    with_baggage = tracing.start_span("bag")
+    with_baggage.set_baggage_item("tenant", "a b")
+    unsampled = make_manager(sink, "off", sampler_type="const", sampler_param=0)
+    for manager, span in ((tracing, plain), (tracing, with_baggage), (unsampled, unsampled.start_span("x"))):
+        fast: dict = {}
+        core: dict = {}
+        _inject(manager, span, fast)
+        manager.inject_span_context(span, core)
+        assert fast == core and "traceparent" in fast and "uber-trace-id" in fast
+    unsampled.close_tracer()
