@@ -373,3 +373,44 @@ def test_http_request_to_worker_to_http_is_one_trace(env: CeleryEnv) -> None:
         uninstall_celery_tracing(publisher)
         publisher.close()
         api_tracing.close_tracer()
+
+
+@pytest.mark.parametrize("pool", ["threads", "solo"])
+def test_threads_and_solo_pools(pool: str) -> None:
+    """Tasks run in the worker's main process: the same trace, the same current-span handling."""
+    urls = broker_urls("redis") or broker_urls("rabbitmq")
+    if urls is None:
+        pytest.skip("neither Redis nor RabbitMQ is listening on 127.0.0.1")
+    sink = JaegerUDPSink()
+    queue = new_queue_name(pool[:1])
+    worker = Worker(urls[0], urls[1], queue, sink.port, pool=pool, concurrency=2 if pool == "threads" else 1)
+    tracing = make_manager(sink, "producer")
+    producer = producer_app("producer", urls[0], urls[1], queue)
+    install_celery_tracing(producer, tracing)
+    try:
+        worker.wait_ready()
+        with tracing.span("caller") as caller:
+            ok = [producer.send_task("itest.work", args=(i,)) for i in range(3)]
+            bad = producer.send_task("itest.fail", args=("x",))
+        assert [r.get(timeout=RESULT_TIMEOUT) for r in ok] == [0, 10, 20]
+        with pytest.raises(ValueError):
+            bad.get(timeout=RESULT_TIMEOUT)
+        tracing.flush()
+        trace_id = caller.context.trace_id
+        spans = sink.wait_for(12, timeout=15, where=lambda s: s.trace_id == trace_id)
+        runs = named(spans, "run itest.work")
+        assert len(runs) == 3
+        sends = {s.span_id for s in named(spans, "send itest.work")}
+        assert {r.parent_id for r in runs} == sends
+        # Each task's decorated code is a child of its own run span, even with two threads.
+        inner = named(spans, "inner.compute")
+        assert sorted(i.parent_id for i in inner) == sorted(r.span_id for r in runs)
+        failed = one(spans, "run itest.fail")
+        assert failed.is_error and failed.parent_id == one(spans, "send itest.fail").span_id
+    finally:
+        code = worker.stop()
+        uninstall_celery_tracing(producer)
+        producer.close()
+        tracing.close_tracer()
+        sink.close()
+    assert code == 0
