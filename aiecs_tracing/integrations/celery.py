@@ -386,12 +386,17 @@ class _CeleryTracing:
             carrier, name, retries, started = self._forget(task_id, sender)
             if carrier is None and key is not None:  # a lost child: the request was pushed
                 carrier = _request_carrier(sender.request)
-            extra: dict[str, Any] = {"celery.state": "FAILURE", "celery.terminated": True}
-            if type(exception).__name__ == "TimeLimitExceeded":
+            kind = type(exception).__name__
+            extra: dict[str, Any] = {"celery.state": "FAILURE"}
+            if kind == "TimeLimitExceeded":
                 extra["celery.time_limit_exceeded"] = True
+                extra["celery.terminated"] = True
                 operation = "time limit "
-            else:
+            elif kind == "WorkerLostError":
+                extra["celery.terminated"] = True
                 operation = "worker lost "
+            else:  # e.g. Reject(requeue=False), recorded by the main process
+                operation = "failure "
             # The execution's own span (if the child could end it) is "run <task>"; this one
             # is what the worker's main process did about it, beside it under the publish span.
             self._stand_in(name, task_id, retries, carrier, extra, exception=exception, start=started, operation=operation)

@@ -260,6 +260,25 @@ def test_hard_time_limit_kill_is_reported_by_the_parent(env: CeleryEnv) -> None:
         assert run.is_error and run.tags["celery.state"] == "INTERRUPTED"
 
 
+def test_revoke_with_terminate_is_reported_by_the_parent(env: CeleryEnv) -> None:
+    with env.tracing.span("caller") as caller:
+        result = env.producer.send_task("itest.sleep", args=(30,))
+    deadline = time.monotonic() + 15
+    while "Task itest.sleep[" + result.id + "] received" not in env.worker.log():
+        assert time.monotonic() < deadline, "the worker never received the task"
+        time.sleep(0.05)
+    time.sleep(0.5)  # let a child start it
+    result.revoke(terminate=True)
+    spans = env.trace(caller.context.trace_id, 3)
+    send = one(spans, "send itest.sleep")
+    terminate = one(spans, "terminate itest.sleep", "worker")
+    assert terminate.parent_id == send.span_id
+    assert terminate.tags["celery.state"] == "REVOKED" and terminate.tags["celery.terminated"] is True
+    assert terminate.is_error
+    for run in named(spans, "run itest.sleep"):  # the child's own span, if it could end it
+        assert run.parent_id == send.span_id and run.tags["celery.state"] == "INTERRUPTED"
+
+
 def test_expired_task_ends_with_a_revoked_span(env: CeleryEnv) -> None:
     if env.broker != "redis":
         pytest.skip("RabbitMQ drops a message whose TTL is already over before any worker sees it")
