@@ -57,6 +57,7 @@ def configure(app: Any, broker_url: str, backend_url: str, queue: str, **overrid
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": 300},
+        task_track_started=True,
         **overrides,
     )
     return app
