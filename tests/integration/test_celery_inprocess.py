@@ -22,10 +22,24 @@ from tests.wire import make_manager
 pytestmark = pytest.mark.timeout(60)
 
 
+_created: list[Celery] = []
+
+
 def memory_app(name: str = "mem", **conf) -> Celery:
     app = Celery(name, broker="memory://", backend="cache+memory://", set_as_current=False)
     app.conf.update(task_default_queue=new_queue_name("mem"), **conf)
+    _created.append(app)
     return app
+
+
+@pytest.fixture(autouse=True)
+def _uninstall_everything():
+    """Signal receivers are process-wide: leave none behind for the next test."""
+    yield
+    while _created:
+        app = _created.pop()
+        uninstall_celery_tracing(app)
+        app.close()
 
 
 def published_headers(app: Celery) -> dict:
@@ -137,6 +151,7 @@ def test_another_apps_tasks_are_ignored(sink, tracing) -> None:
 
 def test_failed_publish_ends_the_span_with_the_error_and_reraises(sink, tracing) -> None:
     app = Celery("down", broker=f"redis://127.0.0.1:{free_port()}/0", set_as_current=False)
+    _created.append(app)
     app.conf.update(broker_connection_retry=False, task_publish_retry=False, broker_connection_timeout=1)
     install_celery_tracing(app, tracing)
     with pytest.raises(Exception) as raised:
