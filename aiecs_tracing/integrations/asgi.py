@@ -18,6 +18,7 @@ recognise a ``Mount``.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
@@ -38,7 +39,10 @@ __all__ = [
     "SENSITIVE_QUERY_PARAMS",
     "redact_query",
     "is_sensitive_param",
+    "disable_fastapi_native_tracing",
 ]
+
+logger = logging.getLogger("aiecs_tracing")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -91,6 +95,7 @@ _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "
 _PROPAGATION_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage", b"uber-trace-id"})
 _ROOT = Context()  # "no parent": a request without trace headers starts a new trace
 _CACHE_MAX = 4096
+_DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 
 _param_cache: dict[str, bool] = {}
 
@@ -157,6 +162,23 @@ def _is_mount(route: Any) -> bool:
     return isinstance(route, _mount_class)
 
 
+def disable_fastapi_native_tracing(app: Any) -> bool:
+    """Turn off the request spans of FastAPI's native telemetry for ``app``; True if it changed.
+
+    Duck-typed on ``app._telemetry`` (FastAPI >= 0.130), so it is a no-op for Starlette,
+    older FastAPI versions and any other ASGI app.
+    """
+    config = getattr(app, "_telemetry", None)
+    if isinstance(config, dict) and config.get("tracing"):
+        config["tracing"] = False
+        logger.info(
+            "aiecs_tracing: FastAPI's native request tracing is off for this app; TracingMiddleware "
+            "traces its requests (pass fastapi_native_tracing=True to keep both)"
+        )
+        return True
+    return False
+
+
 class TracingMiddleware:
     """Trace every HTTP request and WebSocket connection that reaches ``app``.
 
@@ -173,6 +195,8 @@ class TracingMiddleware:
       ``uber-trace-id`` for jaeger-client callers.
       ``websocket_message_spans``: a child span per WebSocket message (default on).
       ``component``: the legacy ``component`` tag (``"fastapi"`` via ``instrument_fastapi``).
+      ``fastapi_native_tracing``: keep FastAPI's own request spans (off by default: they
+      would duplicate this middleware's, see :meth:`_adopt_app`).
     """
 
     def __init__(
@@ -186,6 +210,7 @@ class TracingMiddleware:
         traceresponse: bool | str | Iterable[str] = False,
         websocket_message_spans: bool = True,
         component: str = "asgi",
+        fastapi_native_tracing: bool = False,
     ) -> None:
         self.app = app
         self.tracing = tracing
@@ -204,32 +229,37 @@ class TracingMiddleware:
         self.traceresponse_jaeger = "jaeger" in formats
         self.websocket_message_spans = websocket_message_spans
         self.component = component
-        self._names: dict[tuple[str, int, str], tuple[Any, str, str]] = {}
-        self._hosts: dict[bytes, tuple[str, int | None]] = {}
+        self.fastapi_native_tracing = fastapi_native_tracing
+        self._seen_app: Any = None
+        self._routes: dict[int, tuple[Any, str, str, str]] = {}
+        self._origins: dict[tuple[str, bytes], tuple[dict[str, Any], str]] = {}
 
-    # --- entry point ------------------------------------------------------------------
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http" or kind == "websocket":
-            tracing = self.tracing or get_tracing_manager()
-            if (
-                tracing is not None
-                and tracing._active
-                and (self.excluded is None or not self.excluded.search(scope.get("path", "")))
-            ):
-                if kind == "http":
-                    await self._http(tracing, scope, receive, send)
-                else:
-                    await self._websocket(tracing, scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+    def _excluded(self, scope: Scope) -> bool:
+        return self.excluded is not None and self.excluded.search(scope.get("path", "")) is not None
+
+    def _adopt_app(self, app: Any) -> None:
+        """First sight of the app serving us (lifespan or first request): one tracer per request.
+
+        FastAPI >= 0.130 traces requests natively through the global tracer provider, which
+        a TracingManager installs: every request would get a second SERVER span (in a new
+        trace when the caller sent only ``uber-trace-id``) plus operation spans. This
+        middleware does that job, so the app's native *tracing* is switched off (its
+        metrics and logs are left alone) unless ``fastapi_native_tracing=True``.
+        """
+        self._seen_app = app
+        if not self.fastapi_native_tracing:
+            try:
+                disable_fastapi_native_tracing(app)
+            except Exception as exc:
+                report_error("asgi fastapi native tracing", exc)
 
     # --- shared pieces ----------------------------------------------------------------
     def _request_attributes(self, scope: Scope, method: str, ws: bool) -> tuple[dict[str, Any], dict | None]:
         """Start attributes of the server span and the propagation headers (or ``None``)."""
         host = user_agent = None
         carrier: dict[str, str] | None = None
-        for key, value in scope.get("headers") or ():
+        headers = scope.get("headers") or ()
+        for key, value in headers:
             if key == b"host":
                 host = value
             elif key == b"user-agent":
@@ -239,26 +269,21 @@ class TracingMiddleware:
                     carrier = {}
                 carrier[key.decode("latin-1")] = value.decode("latin-1")
         scheme = scope.get("scheme") or ("ws" if ws else "http")
+        origin = self._origins.get((scheme, host)) if host is not None else None
+        if origin is None:
+            origin = self._origin(scheme, host, scope)
+        base, prefix = origin
+        attributes = base.copy()
         path = scope.get("path") or "/"
-        address, port = self._host(host, scope)
-        attributes: dict[str, Any] = {
-            "component": self.component,
-            "http.request.method": method,
-            "http.method": method,
-            "url.scheme": scheme,
-            "url.path": path,
-            "server.address": address,
-        }
-        if port is not None:
-            attributes["server.port"] = port
-        if method not in _KNOWN_METHODS:
+        attributes["url.path"] = path
+        attributes["http.method"] = method
+        if method in _KNOWN_METHODS:
+            attributes["http.request.method"] = method
+        else:
             attributes["http.request.method"] = "_OTHER"
             attributes["http.request.method_original"] = method
-        netloc = address if port is None else f"{address}:{port}"
-        if ":" in address and port is not None:
-            netloc = f"[{address}]:{port}"
+        url = prefix + scope.get("root_path", "") + path
         query = scope.get("query_string")
-        url = f"{scheme}://{netloc}{scope.get('root_path', '')}{path}"
         if query:
             text = redact_query(query.decode("latin-1"))
             attributes["url.query"] = text
@@ -270,39 +295,43 @@ class TracingMiddleware:
         client = scope.get("client")
         if client:
             attributes["client.address"] = client[0]
-        if user_agent:
+        if user_agent is not None:
             attributes["user_agent.original"] = user_agent.decode("latin-1")
         if self.request_headers:
-            self._capture(scope.get("headers") or (), self.request_headers, "http.request.header.", attributes)
+            self._capture(headers, self.request_headers, "http.request.header.", attributes)
         return attributes, carrier
 
-    def _host(self, host: bytes | None, scope: Scope) -> tuple[str, int | None]:
+    def _origin(self, scheme: str, host: bytes | None, scope: Scope) -> tuple[dict[str, Any], str]:
+        """(constant attributes, ``scheme://host[:port]``) for a Host header, cached per value."""
+        port: int | None = None
         if host is not None:
-            cached = self._hosts.get(host)
-            if cached is not None:
-                return cached
             text = host.decode("latin-1")
-            port: int | None = None
             if text.startswith("["):  # [::1]:8000
                 end = text.find("]")
-                name, rest = text[1:end], text[end + 1 :]
+                address, rest = text[1:end], text[end + 1 :]
                 if rest.startswith(":") and rest[1:].isdigit():
                     port = int(rest[1:])
             else:
-                name, _, port_text = text.partition(":")
+                address, _, port_text = text.partition(":")
                 if port_text.isdigit():
                     port = int(port_text)
             if port is None:
-                port = {"http": 80, "ws": 80, "https": 443, "wss": 443}.get(scope.get("scheme", ""))
-            result = (name, port)
-            if len(self._hosts) >= _CACHE_MAX:
-                self._hosts.clear()
-            self._hosts[host] = result
-            return result
-        server = scope.get("server")
-        if server:
-            return str(server[0]), server[1]
-        return "", None
+                port = _DEFAULT_PORTS.get(scheme)
+        else:
+            server = scope.get("server")
+            address, port = (str(server[0]), server[1]) if server else ("", None)
+        base: dict[str, Any] = {"component": self.component, "url.scheme": scheme, "server.address": address}
+        if port is not None:
+            base["server.port"] = port
+        netloc = f"[{address}]" if ":" in address else address
+        if port is not None and port != _DEFAULT_PORTS.get(scheme):
+            netloc = f"{netloc}:{port}"
+        origin = (base, f"{scheme}://{netloc}")
+        if host is not None:
+            if len(self._origins) >= _CACHE_MAX:
+                self._origins.clear()
+            self._origins[(scheme, host)] = origin
+        return origin
 
     @staticmethod
     def _capture(headers: Iterable[tuple[bytes, bytes]], allow: dict[bytes, str], prefix: str, into: dict) -> None:
@@ -323,21 +352,26 @@ class TracingMiddleware:
             if route is None:
                 return None, method
         current_root = scope.get("root_path", "")
-        key = (method, id(route), current_root)
-        cached = self._names.get(key)
-        if cached is not None and cached[0] is route:
-            return cached[1], cached[2]
+        cached = self._routes.get(id(route))
+        if cached is None or cached[0] is not route or cached[1] != current_root or cached[2] != root_path:
+            cached = self._route_template(route, current_root, root_path)
+            if cached is None:
+                return None, method
+        template = cached[3]
+        return template, f"{method} {template}"
+
+    def _route_template(self, route: Any, current_root: str, root_path: str) -> tuple | None:
         path = getattr(route, "path", None)
         if not isinstance(path, str):
-            return None, method
+            return None
+        # a Mount on the way moved its (concrete) prefix from the path into root_path
         prefix = current_root[len(root_path) :] if current_root.startswith(root_path) else ""
-        template = f"{prefix}/{{path}}" if _is_mount(route) else f"{prefix}{path}"
-        template = template or "/"
-        name = f"{method} {template}"
-        if len(self._names) >= _CACHE_MAX:
-            self._names.clear()
-        self._names[key] = (route, template, name)
-        return template, name
+        template = (f"{prefix}/{{path}}" if _is_mount(route) else f"{prefix}{path}") or "/"
+        entry = (route, current_root, root_path, template)
+        if len(self._routes) >= _CACHE_MAX:
+            self._routes.clear()
+        self._routes[id(route)] = entry
+        return entry
 
     @staticmethod
     def _match_route(scope: Scope) -> Any:
@@ -369,13 +403,28 @@ class TracingMiddleware:
             flags_j = 1 if sc.trace_flags & 1 else 0
             headers.append((b"uber-trace-id", f"{sc.trace_id:x}:{sc.span_id:x}:0:{flags_j:x}".encode()))
 
-    # --- HTTP ---------------------------------------------------------------------------
-    async def _http(self, tracing: TracingManager, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("app") is not self._seen_app:
+            self._adopt_app(scope.get("app"))
+        kind = scope["type"]
+        if kind != "http":
+            if kind == "websocket":
+                tracing = self.tracing or get_tracing_manager()
+                if tracing is not None and tracing._active and not self._excluded(scope):
+                    await self._websocket(tracing, scope, receive, send)
+                    return
+            await self.app(scope, receive, send)  # lifespan and anything else: untouched
+            return
+        tracing = self.tracing or get_tracing_manager()
+        if tracing is None or not tracing._active or (self.excluded is not None and self._excluded(scope)):
+            await self.app(scope, receive, send)
+            return
+        # the HTTP path is inlined here: one coroutine less per request
         method = scope.get("method") or "GET"
+        name = method if method in _KNOWN_METHODS else "HTTP"
         root_path = scope.get("root_path", "")
         try:
             attributes, carrier = self._request_attributes(scope, method, False)
-            name = method if method in _KNOWN_METHODS else "HTTP"
             span = tracing._start(name, attributes, SpanKind.SERVER, self._continue_from(tracing, carrier))
         except Exception as exc:
             report_error("asgi request start", exc)
@@ -388,16 +437,18 @@ class TracingMiddleware:
         trailers = False
         otel = span._otel
 
-        def finish() -> None:
-            # name by route (known once the router ran), then end: the response is complete
-            try:
-                template, span_name = self._route_name(scope, method if method in _KNOWN_METHODS else "HTTP", root_path)
-                if template is not None:
-                    span.set_operation_name(span_name)
-                    otel.set_attribute("http.route", template)
-            except Exception as exc:
-                report_error("asgi route name", exc)
-            span.finish()
+        def set_outcome(code: int) -> None:
+            # routing has happened by now: name the span by the route, record the status, once
+            template, span_name = self._route_name(scope, name, root_path)
+            outcome: dict[str, Any] = {"http.response.status_code": code, "http.status_code": code}
+            if template is not None:
+                outcome["http.route"] = template
+                span.operation_name = span_name
+                otel.update_name(span_name)
+            otel.set_attributes(outcome)
+            if code >= 500:
+                otel.set_attribute("error.type", str(code))
+                span.set_status_error(f"HTTP {code}")
 
         async def traced_send(message: Message) -> None:
             nonlocal status, trailers
@@ -410,11 +461,7 @@ class TracingMiddleware:
                 try:
                     status = message["status"]
                     trailers = bool(message.get("trailers", False))
-                    otel.set_attribute("http.response.status_code", status)
-                    otel.set_attribute("http.status_code", status)
-                    if status >= 500:
-                        otel.set_attribute("error.type", str(status))
-                        span.set_status_error(f"HTTP {status}")
+                    set_outcome(status)
                     if self.response_headers:
                         captured: dict[str, Any] = {}
                         self._capture(message.get("headers") or (), self.response_headers, "http.response.header.", captured)
@@ -438,11 +485,10 @@ class TracingMiddleware:
             try:
                 await send(message)
             except BaseException as exc:
-                if not span.finished:
-                    span.record_exception(exc)
-                finish()
+                span.record_exception(exc)
+                span.finish()
                 raise
-            finish()
+            span.finish()
 
         token = tracing._attach(span)
         try:
@@ -451,23 +497,24 @@ class TracingMiddleware:
             if not span.finished:
                 try:
                     if not status:
-                        otel.set_attribute("http.response.status_code", 500)
-                        otel.set_attribute("http.status_code", 500)
+                        set_outcome(500)
                     span.record_exception(exc)
                 except Exception as err:
                     report_error("asgi request error", err)
-                finish()
+                span.finish()
             raise
         finally:
             tracing._detach(token)
         if not span.finished:
             if not status:
                 # the app returned without a response: the server answers 500 on its own
-                otel.set_attribute("http.response.status_code", 500)
-                otel.set_attribute("http.status_code", 500)
-                otel.set_attribute("error.type", "incomplete_response")
-                span.set_status_error("the application returned without sending a response")
-            finish()
+                try:
+                    set_outcome(500)
+                    otel.set_attribute("error.type", "incomplete_response")
+                    span.set_status_error("the application returned without sending a response")
+                except Exception as exc:
+                    report_error("asgi request end", exc)
+            span.finish()
 
     # --- WebSocket ----------------------------------------------------------------------
     async def _websocket(self, tracing: TracingManager, scope: Scope, receive: Receive, send: Send) -> None:

@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.manager import TracingManager
-from .asgi import TracingMiddleware
+from .asgi import TracingMiddleware, disable_fastapi_native_tracing
 
-__all__ = ["TracingMiddleware", "instrument_fastapi", "uninstrument_fastapi"]
+__all__ = ["TracingMiddleware", "instrument_fastapi", "uninstrument_fastapi", "disable_fastapi_native_tracing"]
 
 
 def _require_fastapi() -> None:
@@ -32,8 +32,13 @@ def instrument_fastapi(app: Any, tracing: TracingManager | None = None, **option
 
     ``options`` are the middleware's (``excluded_urls``, ``capture_request_headers``,
     ``traceresponse``...). Call it before the app starts serving, as any ``add_middleware``.
+    FastAPI's own native request tracing (FastAPI >= 0.130, on whenever a global tracer
+    provider exists) is switched off for ``app``, as it would duplicate every server span;
+    ``fastapi_native_tracing=True`` keeps it.
     """
     _require_fastapi()
+    if not options.get("fastapi_native_tracing", False):
+        disable_fastapi_native_tracing(app)  # now, so not even the first request is traced twice
     for middleware in getattr(app, "user_middleware", ()):
         if getattr(middleware, "cls", None) is TracingMiddleware:
             return app

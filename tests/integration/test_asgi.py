@@ -449,3 +449,32 @@ def test_websocket_client_close_code_and_no_message_spans(service, sink):
     assert conn.tags["websocket.messages.received"] == 1
     # with message spans off, work done for a message belongs to the connection span
     assert sink.one("handle_message").parent_id == conn.span_id
+
+
+def test_fastapi_native_tracing_does_not_duplicate_server_spans(sink):
+    """FastAPI >= 0.130 traces natively through a configured provider; only our span must remain."""
+    tracing = make_manager(sink, "api")
+
+    def app_with_native_telemetry() -> FastAPI:
+        app = FastAPI(telemetry={"tracer_provider": tracing.provider})
+
+        @app.get("/items/{item_id}")
+        async def item(item_id: int):
+            return {"item": item_id}
+
+        return app
+
+    plain = app_with_native_telemetry()
+    plain.add_middleware(TracingMiddleware, tracing=tracing)  # switched off at lifespan start-up
+    installed = instrument_fastapi(app_with_native_telemetry(), tracing)  # switched off at install
+    with UvicornServer(plain) as a, UvicornServer(installed) as b:
+        for server in (a, b):
+            response = httpx.get(f"{server.url}/items/1", headers={"uber-trace-id": f"{TRACE_ID:x}:{PARENT_ID:x}:0:1"})
+            assert response.json() == {"item": 1}
+        wait_spans(tracing, sink, 2)
+        time.sleep(0.2)
+        tracing.flush()
+    spans = sink.spans
+    assert [s.operation for s in spans] == ["GET /items/{item_id}"] * 2, spans
+    assert all(s.trace_id == TRACE_ID and s.parent_id == PARENT_ID for s in spans)
+    tracing.close_tracer()

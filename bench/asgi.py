@@ -1,0 +1,324 @@
+"""Per-request cost of TracingMiddleware beside opentelemetry-instrumentation-fastapi, and throughput.
+
+Part 1 (in-process, CPU cost): one FastAPI hello route driven by a direct ASGI call loop,
+measured for the bare app, the app with ``TracingMiddleware`` exporting for real (Jaeger
+thrift over UDP to a local socket), and the app with ``FastAPIInstrumentor.instrument_app``
+(SDK provider, ``BatchSpanProcessor``, a no-op exporter). Rounds alternate between the
+three; each round ends with a flush inside the timed region so export work is paid for.
+The table shows medians.
+
+Part 2 (requests/s under uvicorn): the bare app and ours, each in its own uvicorn
+subprocess on 127.0.0.1, loaded in alternating rounds by a small keep-alive HTTP/1.1
+client (raw asyncio sockets, several connections) in this process.
+
+Targets (issue 3): our added cost <= 1/4 of OpenTelemetry's; throughput >= 0.85x bare.
+Run: ``.venv/bin/python bench/asgi.py`` (``--rounds``, ``--n``, ``--requests``, ``--skip-uvicorn``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from fastapi import FastAPI  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult  # noqa: E402
+
+from aiecs_tracing import TracingManager  # noqa: E402
+from aiecs_tracing.integrations.asgi import TracingMiddleware  # noqa: E402
+
+PATH = "/hello/world"
+
+
+class NullExporter(SpanExporter):
+    def export(self, spans):
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self):
+        pass
+
+
+def hello_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/hello/{name}")
+    async def hello(name: str):
+        return {"hello": name}
+
+    return app
+
+
+def udp_sink() -> socket.socket:
+    """A bound UDP socket nobody reads: sendto succeeds, the kernel drops the overflow."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def ours_app(port: int, exporter: str = "udp") -> tuple[FastAPI, TracingManager]:
+    tracing = TracingManager(
+        "bench",
+        jaeger_host="127.0.0.1",
+        jaeger_port=port,
+        enable_tracing=True,
+        set_global_provider=False,
+        set_default_manager=False,
+        exporter=exporter,
+    )
+    app = hello_app()
+    app.add_middleware(TracingMiddleware, tracing=tracing)
+    return app, tracing
+
+
+def otel_app() -> tuple[FastAPI, TracerProvider]:
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(NullExporter()))
+    app = hello_app()
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
+    return app, provider
+
+
+def scope_for(path: str) -> dict:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"127.0.0.1:8000"),
+            (b"user-agent", b"bench/1.0"),
+            (b"accept", b"*/*"),
+            (b"traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+async def drive(app, n: int, flush) -> float:
+    """Microseconds per request for ``n`` requests through ``app`` (plus one flush)."""
+    request = {"type": "http.request", "body": b"", "more_body": False}
+
+    async def receive():
+        return request
+
+    async def send(message):
+        return None
+
+    template = scope_for(PATH)
+    start = time.process_time()  # CPU of every thread (export included), not time lost to other processes
+    for _ in range(n):
+        await app(dict(template), receive, send)
+    if flush is not None:
+        flush()
+    return (time.process_time() - start) / n * 1e6
+
+
+def in_process(rounds: int, n: int) -> dict[str, float]:
+    sock = udp_sink()
+    ours, tracing = ours_app(sock.getsockname()[1])
+    unexported, _ = ours_app(sock.getsockname()[1], exporter="none")
+    otel, provider = otel_app()
+    variants = {
+        "bare": (hello_app(), None),
+        "ours": (ours, lambda: tracing.flush()),
+        "ours-noexport": (unexported, None),
+        "otel": (otel, lambda: provider.force_flush()),
+    }
+    loop = asyncio.new_event_loop()
+    try:
+        for app, flush in variants.values():  # warm-up: build middleware stacks, caches
+            loop.run_until_complete(drive(app, 300, flush))
+        samples: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(rounds):
+            for name, (app, flush) in variants.items():
+                samples[name].append(loop.run_until_complete(drive(app, n, flush)))
+    finally:
+        loop.close()
+    info = tracing.get_tracer_info()
+    tracing.close_tracer()
+    provider.shutdown()
+    sock.close()
+    result = {name: statistics.median(values) for name, values in samples.items()}
+    result["exported"] = info["spans_exported"]
+    result["dropped"] = info["spans_dropped"]
+    return result
+
+
+# --- uvicorn throughput ---------------------------------------------------------------------
+
+
+def serve(kind: str, port: int) -> None:
+    """Subprocess entry: serve the bare app or ours on ``port``."""
+    import uvicorn
+
+    if kind.startswith("ours"):
+        sock = udp_sink()
+        app, _ = ours_app(sock.getsockname()[1], exporter="none" if kind == "ours-noexport" else "udp")
+    else:
+        app = hello_app()
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server on {port} exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"server on {port} did not start")
+
+
+REQUEST = f"GET {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench\r\n\r\n".encode()
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of process ``pid`` (all its threads), from /proc (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+async def load(port: int, total: int, connections: int) -> float:
+    """Requests per second for ``total`` keep-alive GETs over ``connections`` connections."""
+
+    async def worker(count: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for _ in range(count):
+                writer.write(REQUEST)
+                head = await reader.readuntil(b"\r\n\r\n")
+                lowered = head.lower()
+                at = lowered.find(b"content-length:")
+                length = int(lowered[at + 15 : lowered.find(b"\r\n", at)])
+                await reader.readexactly(length)
+                if not head.startswith(b"HTTP/1.1 200"):
+                    raise RuntimeError(head[:40])
+        finally:
+            writer.close()
+
+    per = total // connections
+    start = time.perf_counter()
+    await asyncio.wait_for(asyncio.gather(*(worker(per) for _ in range(connections))), 120)
+    return per * connections / (time.perf_counter() - start)
+
+
+def throughput(rounds: int, requests: int, connections: int) -> tuple[dict[str, float], dict[str, float]]:
+    """(median requests/s, median server CPU microseconds per request) per variant."""
+    procs: dict[str, tuple[subprocess.Popen, int]] = {}
+    try:
+        for kind in ("bare", "ours", "ours-noexport"):
+            port = free_port()
+            proc = subprocess.Popen(
+                [sys.executable, __file__, "--serve", kind, "--port", str(port)],
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
+            procs[kind] = (proc, port)
+        for proc, port in procs.values():
+            wait_listening(port, proc)
+        samples: dict[str, list[float]] = {kind: [] for kind in procs}
+        cpu: dict[str, list[float]] = {kind: [] for kind in procs}
+        for _proc, port in procs.values():  # warm-up
+            asyncio.run(load(port, max(200, requests // 10), connections))
+        for _ in range(rounds):
+            for kind, (proc, port) in procs.items():
+                before = cpu_seconds(proc.pid)
+                samples[kind].append(asyncio.run(load(port, requests, connections)))
+                time.sleep(0.05)  # let the export thread catch up: its CPU belongs to this round
+                cpu[kind].append((cpu_seconds(proc.pid) - before) / requests * 1e6)
+        return (
+            {kind: statistics.median(values) for kind, values in samples.items()},
+            {kind: statistics.median(values) for kind, values in cpu.items()},
+        )
+    finally:
+        for proc, _ in procs.values():
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--n", type=int, default=2000, help="requests per in-process round")
+    parser.add_argument("--requests", type=int, default=3000, help="requests per uvicorn round")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--skip-uvicorn", action="store_true")
+    parser.add_argument("--serve", choices=["bare", "ours", "ours-noexport"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.port)
+        return
+
+    cost = in_process(args.rounds, args.n)
+    ours_added = cost["ours"] - cost["bare"]
+    otel_added = cost["otel"] - cost["bare"]
+    ratio = ours_added / otel_added if otel_added > 0 else float("inf")
+    print(f"FastAPI GET {PATH}: in-process ASGI calls, median of {args.rounds} alternating rounds x {args.n}")
+    print(f"{'variant':<44}{'us/request':>12}{'added us':>10}")
+    print(f"{'bare FastAPI':<44}{cost['bare']:>12.1f}{'':>10}")
+    print(f"{'TracingMiddleware (UDP export)':<44}{cost['ours']:>12.1f}{ours_added:>10.1f}")
+    print(f"{'  (same, spans not exported)':<44}{cost['ours-noexport']:>12.1f}{cost['ours-noexport'] - cost['bare']:>10.1f}")
+    print(f"{'opentelemetry-instrumentation-fastapi':<44}{cost['otel']:>12.1f}{otel_added:>10.1f}")
+    verdict = "OK" if ratio <= 0.25 else "MISSED"
+    print(f"ours added / OpenTelemetry added = {ratio:.2f}   (target <= 0.25: {verdict})")
+    print(f"spans exported by ours: {cost['exported']}, dropped: {cost['dropped']}")
+    if args.skip_uvicorn:
+        return
+    rps, cpu = throughput(args.rounds, args.requests, args.connections)
+    tp_ratio = rps["ours"] / rps["bare"]
+    print()
+    print(
+        f"uvicorn (one process each, {args.connections} keep-alive connections, "
+        f"{args.requests} requests/round, median of {args.rounds})"
+    )
+    print(f"{'variant':<44}{'requests/s':>12}{'x bare':>10}{'server CPU us/req':>20}")
+    print(f"{'bare FastAPI':<44}{rps['bare']:>12.0f}{1.0:>10.2f}{cpu['bare']:>20.0f}")
+    print(f"{'TracingMiddleware (UDP export)':<44}{rps['ours']:>12.0f}{tp_ratio:>10.2f}{cpu['ours']:>20.0f}")
+    noexport = "  (same, spans not exported)"
+    print(
+        f"{noexport:<44}{rps['ours-noexport']:>12.0f}{rps['ours-noexport'] / rps['bare']:>10.2f}"
+        f"{cpu['ours-noexport']:>20.0f}"
+    )
+    print(f"server CPU per request ours / bare = {cpu['ours'] / cpu['bare']:.2f} (bare / that = {cpu['bare'] / cpu['ours']:.2f}x)")
+    print(f"throughput ours / bare = {tp_ratio:.2f}   (target >= 0.85: {'OK' if tp_ratio >= 0.85 else 'MISSED'})")
+
+
+if __name__ == "__main__":
+    main()
