@@ -179,6 +179,14 @@ def disable_fastapi_native_tracing(app: Any) -> bool:
     return False
 
 
+def _attach(tracing: TracingManager, span: Span) -> object | None:
+    try:
+        return tracing._attach(span)
+    except Exception as exc:  # the request goes on, untraced below this point
+        report_error("asgi attach", exc)
+        return None
+
+
 class TracingMiddleware:
     """Trace every HTTP request and WebSocket connection that reaches ``app``.
 
@@ -490,7 +498,7 @@ class TracingMiddleware:
                 raise
             span.finish()
 
-        token = tracing._attach(span)
+        token = _attach(tracing, span)
         try:
             await self.app(scope, receive, traced_send)
         except BaseException as exc:
@@ -504,7 +512,8 @@ class TracingMiddleware:
                 span.finish()
             raise
         finally:
-            tracing._detach(token)
+            if token is not None:
+                tracing._detach(token)
         if not span.finished:
             if not status:
                 # the app returned without a response: the server answers 500 on its own
@@ -530,14 +539,15 @@ class TracingMiddleware:
             await self.app(scope, receive, send)
             return
         conn = _WebSocketState(self, tracing, span, scope, root_path)
-        token = tracing._attach(span)
+        token = _attach(tracing, span)
         try:
             await self.app(scope, conn.receive(receive), conn.send(send))
         except BaseException as exc:
             conn.failed(exc)
             raise
         finally:
-            tracing._detach(token)
+            if token is not None:
+                tracing._detach(token)
             conn.finish()
 
 
