@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from opentelemetry.context import Context
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, get_current_span
 
 from ..core.attributes import REDACTED, is_secret_key
 from ..core.config import DEFAULT_SECRET_KEYS
@@ -676,7 +676,11 @@ class _WebSocketState:
                 if spans:
                     try:
                         self._name()
-                        out = self._message_span("send", message, SpanKind.PRODUCER, self.recv_span or self.span)
+                        # a reply sent while a received message is handled (in that task) is its
+                        # child; a send from anywhere else (a broadcast task) is the connection's
+                        recv = self.recv_span
+                        parent = recv if recv is not None and get_current_span() is recv._otel else self.span
+                        out = self._message_span("send", message, SpanKind.PRODUCER, parent)
                     except Exception as exc:
                         report_error("asgi websocket send", exc)
                 if out is None:

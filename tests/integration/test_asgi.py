@@ -126,6 +126,25 @@ def build_app(tracing, events: dict, **options) -> FastAPI:
         except WebSocketDisconnect as exc:
             events["client_close"] = exc.code
 
+    @app.websocket("/push")
+    async def push(websocket: WebSocket):
+        """A pusher task started at connect time sends while a received message is being handled."""
+        await websocket.accept()
+        go, pushed = asyncio.Event(), asyncio.Event()
+
+        async def pusher():
+            await go.wait()
+            await websocket.send_text("pushed")
+            pushed.set()
+
+        task = asyncio.create_task(pusher())
+        assert await websocket.receive_text() == "go"
+        go.set()
+        await pushed.wait()  # the "go" message is still being handled while the pusher sends
+        await websocket.send_text("ack")
+        await task
+        await websocket.close()
+
     app.add_middleware(TracingMiddleware, tracing=tracing, **options)
     return app
 
@@ -478,3 +497,24 @@ def test_fastapi_native_tracing_does_not_duplicate_server_spans(sink):
     assert [s.operation for s in spans] == ["GET /items/{item_id}"] * 2, spans
     assert all(s.trace_id == TRACE_ID and s.parent_id == PARENT_ID for s in spans)
     tracing.close_tracer()
+
+
+def test_websocket_send_from_another_task_belongs_to_the_connection(service, sink):
+    tracing, _, make = service
+    server = make()
+
+    async def talk():
+        async with websockets.connect(f"{server.ws_url}/push") as ws:
+            await ws.send("go")
+            return [await ws.recv(), await ws.recv()]
+
+    assert asyncio.run(talk()) == ["pushed", "ack"]
+    wait_spans(tracing, sink, 4)
+    conn = sink.one("WEBSOCKET /push")
+    received = sink.one("receive /push")
+    sent = {s.span_id: s for s in sink.named("send /push")}
+    assert len(sent) == 2 and received.parent_id == conn.span_id
+    by_size = {s.tags["websocket.message.size"]: s for s in sent.values()}
+    # the pusher task's message hangs off the connection, the handler's reply off the message
+    assert by_size[len("pushed")].parent_id == conn.span_id
+    assert by_size[len("ack")].parent_id == received.span_id
