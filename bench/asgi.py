@@ -31,13 +31,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fastapi import FastAPI  # noqa: E402
+from opentelemetry.context import Context  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult  # noqa: E402
+from opentelemetry.trace import SpanKind  # noqa: E402,I001
 
 from aiecs_tracing import TracingManager  # noqa: E402
 from aiecs_tracing.integrations.asgi import TracingMiddleware  # noqa: E402
 
 PATH = "/hello/world"
+ROOT = Context()
 
 
 class NullExporter(SpanExporter):
@@ -78,6 +81,33 @@ def ours_app(port: int, exporter: str = "udp") -> tuple[FastAPI, TracingManager]
     app = hello_app()
     app.add_middleware(TracingMiddleware, tracing=tracing)
     return app, tracing
+
+
+class FloorMiddleware:
+    """The least a tracing middleware can do with the core: one current span, no attributes."""
+
+    def __init__(self, app, tracing: TracingManager) -> None:
+        self.app = app
+        self.tracing = tracing
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        span = self.tracing._start("GET", None, SpanKind.SERVER, ROOT)
+        token = self.tracing._attach(span)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.tracing._detach(token)
+            span.finish()
+
+
+def floor_app(port: int) -> tuple[FastAPI, TracingManager]:
+    app, tracing = ours_app(port)
+    bare = hello_app()
+    bare.add_middleware(FloorMiddleware, tracing=tracing)
+    return bare, tracing
 
 
 def otel_app() -> tuple[FastAPI, TracerProvider]:
@@ -135,11 +165,13 @@ def in_process(rounds: int, n: int) -> dict[str, float]:
     sock = udp_sink()
     ours, tracing = ours_app(sock.getsockname()[1])
     unexported, _ = ours_app(sock.getsockname()[1], exporter="none")
+    floor, floor_tracing = floor_app(sock.getsockname()[1])
     otel, provider = otel_app()
     variants = {
         "bare": (hello_app(), None),
         "ours": (ours, lambda: tracing.flush()),
         "ours-noexport": (unexported, None),
+        "floor": (floor, lambda: floor_tracing.flush()),
         "otel": (otel, lambda: provider.force_flush()),
     }
     loop = asyncio.new_event_loop()
@@ -295,6 +327,8 @@ def main() -> None:
     print(f"{'bare FastAPI':<44}{cost['bare']:>12.1f}{'':>10}")
     print(f"{'TracingMiddleware (UDP export)':<44}{cost['ours']:>12.1f}{ours_added:>10.1f}")
     print(f"{'  (same, spans not exported)':<44}{cost['ours-noexport']:>12.1f}{cost['ours-noexport'] - cost['bare']:>10.1f}")
+    floor = "  (core floor: 1 empty span, UDP export)"
+    print(f"{floor:<44}{cost['floor']:>12.1f}{cost['floor'] - cost['bare']:>10.1f}")
     print(f"{'opentelemetry-instrumentation-fastapi':<44}{cost['otel']:>12.1f}{otel_added:>10.1f}")
     verdict = "OK" if ratio <= 0.25 else "MISSED"
     print(f"ours added / OpenTelemetry added = {ratio:.2f}   (target <= 0.25: {verdict})")

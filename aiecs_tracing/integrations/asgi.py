@@ -298,7 +298,7 @@ class TracingMiddleware:
             url = f"{url}?{text}"
         attributes["http.url"] = url
         version = scope.get("http_version")
-        if version:
+        if version and version != "1.1":  # HTTP/1.1 is the default reading; h2/h3 is the news
             attributes["network.protocol.version"] = version
         client = scope.get("client")
         if client:
