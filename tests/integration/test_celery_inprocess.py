@@ -196,3 +196,44 @@ def test_fast_header_path_writes_what_the_core_writes(sink, tracing) -> None:
         manager.inject_span_context(span, core)
         assert fast == core and "traceparent" in fast and "uber-trace-id" in fast
     unsampled.close_tracer()
+
+
+def test_light_publish_headers_match_the_core(sink, tracing) -> None:
+    from opentelemetry import trace
+
+    from aiecs_tracing.core.span import SpanContext
+    from aiecs_tracing.integrations.celery import _inject_light
+
+    for sampled in (True, False):
+        context = trace.SpanContext(0x1234, 0x5678, False, trace.TraceFlags(1 if sampled else 0))
+        fast: dict = {}
+        core: dict = {}
+        _inject_light(tracing, context, fast)
+        tracing.inject_span_context(SpanContext(0x1234, 0x5678, sampled), core)
+        assert fast == core
+
+
+def test_baggage_of_the_current_span_travels_with_the_task(sink, tracing) -> None:
+    app = memory_app()
+    install_celery_tracing(app, tracing)
+    with tracing.span("caller") as caller:
+        caller.set_baggage_item("tenant", "acme")
+        app.send_task("x.bag")
+    headers = published_headers(app)
+    assert "tenant=acme" in headers["baggage"] and headers["uberctx-tenant"] == "acme"
+    context = tracing.extract_span_context(headers)
+    assert context.baggage == {"tenant": "acme"} and context.trace_id == caller.context.trace_id
+    tracing.flush()
+    assert sink.wait_for(2) and sink.one("send x.bag").parent_id == caller.context.span_id
+
+
+def test_unsampled_publish_exports_nothing_and_says_so_downstream(sink) -> None:
+    tracing = make_manager(sink, "producer", sampler_type="const", sampler_param=0)
+    app = memory_app()
+    install_celery_tracing(app, tracing)
+    app.send_task("x.quiet")
+    headers = published_headers(app)
+    assert headers["traceparent"].endswith("-00") and headers["uber-trace-id"].endswith(":0")
+    tracing.flush()
+    assert sink.wait_for(1, timeout=0.5) == []
+    tracing.close_tracer()
