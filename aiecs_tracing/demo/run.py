@@ -483,25 +483,29 @@ class Workload:
         import httpx
 
         await self._connect_progress()
-        async with httpx.AsyncClient(timeout=10.0) as client:
-            number = 0
-            while max_requests is None or number < max_requests:
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
-                scenario = SCENARIOS[number % len(SCENARIOS)]
-                number += 1
-                outcome = await self._one(client, number, scenario, deadline)
-                self.outcomes.append(outcome)
-                if max_requests is not None and number >= max_requests:
-                    break
-                if deadline is not None and time.monotonic() + self.interval >= deadline:
-                    break
-                await asyncio.sleep(self.interval)
-        if self._sio is not None:
-            try:
-                await asyncio.wait_for(self._sio.disconnect(), 3)
-            except Exception:
-                pass
+        try:
+            async with httpx.AsyncClient(timeout=10.0) as client:
+                number = 0
+                while max_requests is None or number < max_requests:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        break
+                    scenario = SCENARIOS[number % len(SCENARIOS)]
+                    number += 1
+                    outcome = await self._one(client, number, scenario, deadline)
+                    self.outcomes.append(outcome)
+                    if max_requests is not None and number >= max_requests:
+                        break
+                    if deadline is not None and time.monotonic() + self.interval >= deadline:
+                        break
+                    await asyncio.sleep(self.interval)
+        finally:
+            # Also when cancelled (Ctrl-C, SIGTERM): an open Socket.IO session would
+            # otherwise be torn down noisily after the event loop is gone.
+            if self._sio is not None:
+                try:
+                    await asyncio.wait_for(self._sio.disconnect(), 3)
+                except BaseException:
+                    pass
 
     async def _one(self, client: Any, number: int, scenario: Scenario, deadline: float | None) -> Outcome:
         started = time.monotonic()
