@@ -29,6 +29,19 @@ Why the design looks like this (the OpenTelemetry instrumentation's known failur
   for an execution it killed or lost (the child's own ``run <task>`` span, when the child
   could still end it, says ``celery.state=INTERRUPTED``).
 
+* Publishing is the hot path (the caller waits for it). The PRODUCER span is a leaf that is
+  never current, so it is built directly as the finished ``ReadableSpan`` the SDK would
+  make, through the manager's own sampler, id generator, resource and span processors
+  (processors' ``on_start`` is not called for it). With baggage or the debug flag to
+  inherit, or when publishing fails, it is a regular span. ``bench/celery.py`` measures it.
+
+Attributes: publish - ``messaging.system=celery``, ``messaging.operation.type=send``,
+``messaging.destination.name`` (routing key/queue), ``messaging.message.id`` (task id),
+``celery.task_name``, ``component=celery``, and when set ``celery.retries`` /
+``messaging.celery.retries``, ``celery.eta``, ``celery.exchange``. Run - the same names with
+``process``, plus ``celery.state``, ``celery.hostname``, ``celery.retry.reason``, and for
+outcomes ``celery.terminated``, ``celery.time_limit_exceeded``, ``celery.revoked.reason``.
+
 Eager execution (``task_always_eager`` or ``task.apply()``) publishes nothing, so there is
 no PRODUCER span: the execution is an INTERNAL ``run <task>`` span, child of the caller.
 """
