@@ -193,6 +193,62 @@ def test_demo_prints_cross_service_trace_trees_and_exits_cleanly(tmp_path: Path)
     assert not _find(rows, "ml-service", ""), text
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_demo_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    """The default mode runs until Ctrl-C: SIGINT stops services, pool processes and collector."""
+    import signal
+    import threading
+    import time
+
+    workdir = tmp_path / "demo"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "JAEGER_", "AIECS_", "CELERY_"))}
+    env.update({"NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
+    command = _demo_command() + [
+        "--db", ":memory:", "--ui-port", "0", "--udp-port", "0", "--otlp-port", "0",
+        "--workdir", str(workdir), "--interval", "0.2",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines: list[str] = []
+    first_trace = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "/trace/" in line:
+                first_trace.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert first_trace.wait(45), "".join(lines)
+        time.sleep(0.5)
+        workers = _processes_of_run(workdir)
+        assert len(workers) >= 5, workers  # ml-service, api, celery main + 2 pool processes
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+        reader.join(5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        leftovers = _processes_of_run(workdir)
+        for pid in leftovers:
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+    output = "".join(lines)
+    assert code == 0, output
+    assert leftovers == [], output
+    assert "Interrupted." in output and "Stopped them." in output and "Stopped the collector." in output, (
+        output
+    )
+    assert "Traceback" not in output, output
+
+
 def _jaeger_trace() -> dict:
     def tag(key: str, value: object, kind: str = "string") -> dict:
         return {"key": key, "type": kind, "value": value}
