@@ -402,3 +402,14 @@ def test_span_methods_swallow_bad_input(tracing):
     tracing.finish_span(span, tags={"t": Hostile()}, logs={"l": [1, 2]}, error=ValueError("v"))
     attrs = by_name(tracing, "hostile").attributes
     assert attrs["obj"] == "<Hostile>" and attrs["big"] == str(2**80) and attrs["error"] is True
+
+
+def test_decorating_a_bound_method_keeps_argument_names(tracing):
+    class Auth:
+        def login(self, user, password):
+            return user
+
+    traced_login = tracing.with_tracing("bound.login")(Auth().login)
+    assert traced_login("bob", "hunter2") == "bob"
+    attrs = by_name(tracing, "bound.login").attributes
+    assert attrs["arg_0"] == "bob" and attrs["arg_1"] == "[REDACTED]"

@@ -29,6 +29,10 @@ ResultHook = Callable[[Span, Any], None]
 
 
 def _param_names(func: Callable[..., Any]) -> tuple[tuple[str, ...], bool]:
+    """(positional parameter names as callers pass them, whether to skip the first argument)."""
+    if inspect.ismethod(func):  # already bound: ``self`` is not among the call's arguments
+        names, _ = _param_names(func.__func__)
+        return names[1:], False
     code = getattr(func, "__code__", None)
     if code is None:
         return (), False
