@@ -242,6 +242,19 @@ def test_unknown_task_gets_a_closed_error_span(env: CeleryEnv) -> None:
     assert run.tags["messaging.message.id"] == result.id
 
 
+def test_rejected_message_gets_a_closed_error_span(env: CeleryEnv) -> None:
+    """A message that is not a task (no task header) is rejected by the worker's main process."""
+    with env.tracing.span("caller") as caller:
+        headers: dict[str, str] = {}
+        env.tracing.inject_current_context(headers)
+        with env.producer.producer_or_acquire() as producer:
+            producer.publish({"not": "a task"}, exchange=env.queue, routing_key=env.queue, headers=headers)
+    spans = env.trace(caller.context.trace_id, 2)
+    rejected = one(spans, "run unknown", "worker")
+    assert rejected.parent_id == caller.context.span_id
+    assert rejected.is_error and rejected.tags["celery.state"] == "REJECTED"
+
+
 def test_hard_time_limit_kill_is_reported_by_the_parent(env: CeleryEnv) -> None:
     with env.tracing.span("caller") as caller:
         result = env.producer.send_task("itest.sleep", args=(30,), time_limit=1)
