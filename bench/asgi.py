@@ -228,6 +228,7 @@ def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> 
     raise TimeoutError(f"server on {port} did not start")
 
 
+PIPELINE = 16
 REQUEST = f"GET {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench\r\n\r\n".encode()
 
 
@@ -244,25 +245,31 @@ def cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
-async def load(port: int, total: int, connections: int) -> float:
-    """Requests per second for ``total`` keep-alive GETs over ``connections`` connections."""
+async def load(port: int, total: int, connections: int, depth: int = PIPELINE) -> float:
+    """Requests per second for ``total`` keep-alive GETs over ``connections`` connections.
+
+    Each connection pipelines ``depth`` requests per write, so this Python client spends
+    little per request and the server, not the client, is what saturates.
+    """
+    batch = REQUEST * depth
 
     async def worker(count: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
-            for _ in range(count):
-                writer.write(REQUEST)
-                head = await reader.readuntil(b"\r\n\r\n")
-                lowered = head.lower()
-                at = lowered.find(b"content-length:")
-                length = int(lowered[at + 15 : lowered.find(b"\r\n", at)])
-                await reader.readexactly(length)
-                if not head.startswith(b"HTTP/1.1 200"):
-                    raise RuntimeError(head[:40])
+            for _ in range(count // depth):
+                writer.write(batch)
+                for _ in range(depth):
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    lowered = head.lower()
+                    at = lowered.find(b"content-length:")
+                    length = int(lowered[at + 15 : lowered.find(b"\r\n", at)])
+                    await reader.readexactly(length)
+                    if not head.startswith(b"HTTP/1.1 200"):
+                        raise RuntimeError(head[:40])
         finally:
             writer.close()
 
-    per = total // connections
+    per = total // connections // depth * depth
     start = time.perf_counter()
     await asyncio.wait_for(asyncio.gather(*(worker(per) for _ in range(connections))), 120)
     return per * connections / (time.perf_counter() - start)
@@ -337,9 +344,10 @@ def main() -> None:
         return
     rps, cpu = throughput(args.rounds, args.requests, args.connections)
     tp_ratio = rps["ours"] / rps["bare"]
+    capacity = cpu["bare"] / cpu["ours"]
     print()
     print(
-        f"uvicorn (one process each, {args.connections} keep-alive connections, "
+        f"uvicorn (one process each, {args.connections} keep-alive connections pipelining {PIPELINE}, "
         f"{args.requests} requests/round, median of {args.rounds})"
     )
     print(f"{'variant':<44}{'requests/s':>12}{'x bare':>10}{'server CPU us/req':>20}")
@@ -350,8 +358,11 @@ def main() -> None:
         f"{noexport:<44}{rps['ours-noexport']:>12.0f}{rps['ours-noexport'] / rps['bare']:>10.2f}"
         f"{cpu['ours-noexport']:>20.0f}"
     )
-    print(f"server CPU per request ours / bare = {cpu['ours'] / cpu['bare']:.2f} (bare / that = {cpu['bare'] / cpu['ours']:.2f}x)")
     print(f"throughput ours / bare = {tp_ratio:.2f}   (target >= 0.85: {'OK' if tp_ratio >= 0.85 else 'MISSED'})")
+    print(
+        f"capacity from server CPU, bare / ours = {capacity:.2f}   (the ratio once the server saturates; "
+        f"target >= 0.85: {'OK' if capacity >= 0.85 else 'MISSED'})"
+    )
 
 
 if __name__ == "__main__":
