@@ -326,3 +326,19 @@ def test_timeout_while_reading_the_body_is_an_error(mode, server, tracing, sink)
     span = sink.one("GET")
     assert span.tags["http.status_code"] == 200  # the headers came, the body did not
     assert span.is_error and span.tags["error.type"] == "httpx.ReadTimeout"
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("https://u:p@api.example.com/v1/x?api_key=k1&page=2#frag", "https://api.example.com/v1/x?api_key=REDACTED&page=2"),
+        ("http://h:8080/p?password=a&max_tokens=5&accessToken=t", "http://h:8080/p?password=REDACTED&max_tokens=5&accessToken=REDACTED"),
+        ("https://s3.example.com/b/k?X-Amz-Signature=abc&X-Amz-Date=1", "https://s3.example.com/b/k?X-Amz-Signature=REDACTED&X-Amz-Date=1"),
+        ("https://h/p?sig=1&signature=2&flag&empty=", "https://h/p?sig=REDACTED&signature=REDACTED&flag&empty="),
+        ("http://[::1]:9000/x", "http://[::1]:9000/x"),
+    ],
+)
+def test_redact_url(url, expected):
+    from aiecs_tracing.integrations.httpx import redact_url
+
+    assert redact_url(httpx.URL(url)) == expected
