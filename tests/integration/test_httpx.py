@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, StreamingResponse
 from starlette.routing import Route
 
-from aiecs_tracing import set_tracing_manager
+from aiecs_tracing import get_tracing_manager, set_tracing_manager
 from aiecs_tracing.integrations.httpx import (
     AsyncTracingTransport,
     TracingTransport,
@@ -287,15 +287,18 @@ def test_uninstrument_and_redirect_hops(server, tracing, sink):
 
 
 def test_default_manager_is_looked_up_per_request(server, sink):
-    client = instrument_httpx_client(httpx.Client())  # before any manager exists
-    with client:
-        assert client.get(f"{server.url}/echo").status_code == 200  # no manager: untouched
-        manager = make_manager(sink, "late")
-        set_tracing_manager(manager)
-        try:
+    previous = get_tracing_manager()
+    set_tracing_manager(None)
+    try:
+        client = instrument_httpx_client(httpx.Client())  # before any manager exists
+        with client:
+            untouched = client.get(f"{server.url}/echo").json()  # no manager: no headers
+            manager = make_manager(sink, "late")
+            set_tracing_manager(manager)
             payload = client.get(f"{server.url}/echo").json()
-        finally:
-            set_tracing_manager(None)
+    finally:
+        set_tracing_manager(previous)
+    assert header_values(untouched, "traceparent") == []
     assert len(header_values(payload, "traceparent")) == 1
     wait_spans(manager, sink, 1)
     assert sink.one("GET").service == "late"
