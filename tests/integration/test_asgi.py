@@ -57,6 +57,13 @@ def build_app(tracing, events: dict, **options) -> FastAPI:
     def get_task(task_id: int):
         return load_task(task_id)
 
+    @app.get("/enrich/{user_id}")
+    def enrich(user_id: int):
+        span = tracing.get_active_span()  # what handlers do to add to the request's span
+        span.set_tag("user.id", user_id)
+        span.log_kv({"event": "checkpoint", "step": 1})
+        return {"trace_id": f"{span.context.trace_id:032x}"}
+
     @app.get("/health")
     def health():
         return {"ok": True, "started": events.get("started", False)}
@@ -518,3 +525,54 @@ def test_websocket_send_from_another_task_belongs_to_the_connection(service, sin
     # the pusher task's message hangs off the connection, the handler's reply off the message
     assert by_size[len("pushed")].parent_id == conn.span_id
     assert by_size[len("ack")].parent_id == received.span_id
+
+
+def test_handler_enriches_the_server_span_through_the_manager(service, sink):
+    tracing, _, make = service
+    server = make()
+    body = httpx.get(f"{server.url}/enrich/7").json()
+    wait_spans(tracing, sink, 1)
+    span = sink.one("GET /enrich/{user_id}")
+    assert body["trace_id"] == f"{span.trace_id:032x}"
+    assert span.tags["user.id"] == 7
+    assert [log for log in span.logs if log.get("event") == "checkpoint"][0]["step"] == 1
+
+
+def test_unsampled_requests_propagate_without_exporting(sink):
+    tracing = make_manager(sink, "api", sampler_type="const", sampler_param=0)
+    with UvicornServer(build_app(tracing, {}, traceresponse=True)) as server:
+        response = httpx.get(f"{server.url}/tasks/1")
+        assert response.json() == {"id": 1}
+        assert response.headers["traceresponse"].endswith("-00")  # a real trace, not sampled
+        # a sampled caller is followed (parent-based), even with a const-0 sampler
+        sampled = httpx.get(f"{server.url}/tasks/2", headers={"traceparent": TRACEPARENT})
+        wait_spans(tracing, sink, 2)
+        tracing.flush()
+    assert sampled.headers["traceresponse"].startswith(f"00-{TRACE_ID:032x}-")
+    assert sorted(s.operation for s in sink.spans) == ["GET /tasks/{task_id}", "load_task"]
+    assert all(s.trace_id == TRACE_ID for s in sink.spans)
+    info = tracing.get_tracer_info()
+    assert info["spans_started"] == info["spans_finished"]
+    tracing.close_tracer()
+
+
+def test_regular_span_path_still_works(service, sink):
+    """The core's regular spans remain the fallback (another SDK shape, or switched off)."""
+    tracing, _, _ = service
+    app = build_app(tracing, {})
+    for middleware in app.user_middleware:
+        if middleware.cls is TracingMiddleware:
+            middleware.cls = type("Regular", (TracingMiddleware,), {"__init__": _regular_init})
+    with UvicornServer(app) as server:
+        assert httpx.get(f"{server.url}/boom").status_code == 500
+        assert httpx.get(f"{server.url}/tasks/3", headers={"traceparent": TRACEPARENT}).status_code == 200
+        wait_spans(tracing, sink, 3)
+    boom = sink.one("GET /boom")
+    assert boom.is_error and boom.tags["http.status_code"] == 500
+    task = sink.one("GET /tasks/{task_id}")
+    assert task.parent_id == PARENT_ID and sink.one("load_task").parent_id == task.span_id
+
+
+def _regular_init(self, *args, **kwargs):
+    TracingMiddleware.__init__(self, *args, **kwargs)
+    self.light_spans = False
