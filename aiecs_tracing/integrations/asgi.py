@@ -468,7 +468,10 @@ class TracingMiddleware:
                 outcome["http.route"] = template
                 span.operation_name = span_name
                 otel.update_name(span_name)
-            otel.set_attributes(outcome)
+            if type(otel) is _LightServerSpan:
+                otel._set_plain(outcome)  # our own plain values: no per-value checks
+            else:
+                otel.set_attributes(outcome)
             if code >= 500:
                 otel.set_attribute("error.type", str(code))
                 span.set_status_error(f"HTTP {code}")
@@ -618,6 +621,12 @@ class _LightServerSpan(trace.Span):
             for key, value in attributes.items():
                 self.set_attribute(key, value)
 
+    def _set_plain(self, attributes: dict[str, Any]) -> None:
+        if self._end is None and len(self._attributes) + len(attributes) <= _MAX_ATTRIBUTES:
+            self._attributes.update(attributes)
+        else:
+            self.set_attributes(attributes)
+
     def set_attribute(self, key: str, value: Any) -> None:
         if self._end is not None or not key or not isinstance(key, str):
             return
@@ -686,7 +695,7 @@ class _LightServerSpan(trace.Span):
                 self._parent,
                 source.resource,
                 self._attributes,
-                tuple(self._events),
+                tuple(self._events) if self._events else (),
                 (),
                 SpanKind.SERVER,
                 None,
@@ -751,7 +760,7 @@ def _start_light(
     context = trace.SpanContext(trace_id, source.ids.generate_span_id(), False, _FLAGS[sampled], decision.trace_state)
     light = _LightServerSpan(name, context, parent_sc, attributes, source if decision.decision.is_recording() else None)
     tracing._spans_started += 1
-    return Span(light, tracing, name, dict(baggage), debug)
+    return Span(light, tracing, name, dict(baggage) if baggage else {}, debug)
 
 
 class _WebSocketState:
