@@ -32,8 +32,9 @@ from .attributes import result_size, sanitize_tags
 from .config import TracingConfig, resolve_config
 from .decorators import traced
 from .exporters.factory import build_exporter
+from .leaf import LeafSpan, start_leaf
 from .processor import BoundedBatchProcessor
-from .propagation import extract_headers, inject_headers
+from .propagation import extract_headers, inject_fields, inject_headers
 from .sampling import build_sampler, describe_sampler
 from .span import NoopSpan, Span, SpanContext, to_span_kind
 
@@ -43,6 +44,7 @@ _WRAPPER_KEY = otel_context.create_key("aiecs-tracing-span")
 # The runtime context's own detach raises instead of logging, which is what we want here.
 _runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
 _detach_token: Callable[[object], None] = _runtime.detach if _runtime is not None else otel_context.detach
+_NO_BAGGAGE: dict[str, str] = {}
 _default_lock = threading.Lock()
 _default_manager: TracingManager | None = None
 _all_managers: weakref.WeakSet[TracingManager] = weakref.WeakSet()
@@ -189,6 +191,23 @@ class TracingManager:
         )
         self._spans_started += 1
         return Span(otel_span, self, operation_name, baggage, debug)
+
+    def start_leaf_span(
+        self, operation_name: str, attributes: dict[str, Any], kind: SpanKind | str = SpanKind.PRODUCER
+    ) -> LeafSpan | Span | None:
+        """A span that will never be current nor have local children (e.g. a message publish).
+
+        About a third of a regular span's cost; ``attributes`` must hold plain values. Use
+        :meth:`inject_span_context` on it, then ``finish()`` (``record_exception`` first on
+        failure). Falls back to a regular span where the shortcut does not apply.
+        """
+        if not self._active:
+            return None
+        try:
+            return start_leaf(self, operation_name, attributes, to_span_kind(kind), _WRAPPER_KEY)
+        except Exception as exc:
+            guard.report_error("start_leaf_span", exc)
+            return None
 
     def start_span(
         self,
@@ -400,6 +419,20 @@ class TracingManager:
         if not self._active or span is None:
             return
         try:
+            if type(span) is Span:  # the hot path: no intermediate SpanContext
+                sc = span._otel.get_span_context()
+                inject_fields(
+                    sc.trace_id, sc.span_id, sc.trace_flags & 1 == 1, span.debug, span.baggage,
+                    sc.trace_state, carrier, self._formats,
+                )
+                return
+            if type(span) is LeafSpan:
+                sc = span.otel_context
+                inject_fields(
+                    sc.trace_id, sc.span_id, sc.trace_flags & 1 == 1, False, _NO_BAGGAGE,
+                    sc.trace_state, carrier, self._formats,
+                )
+                return
             context = self._context_of(span)
             if context is None:
                 logger.debug("inject_span_context: %s is not a span", type(span).__name__)

@@ -29,11 +29,9 @@ Why the design looks like this (the OpenTelemetry instrumentation's known failur
   for an execution it killed or lost (the child's own ``run <task>`` span, when the child
   could still end it, says ``celery.state=INTERRUPTED``).
 
-* Publishing is the hot path (the caller waits for it). The PRODUCER span is a leaf that is
-  never current, so it is built directly as the finished ``ReadableSpan`` the SDK would
-  make, through the manager's own sampler, id generator, resource and span processors
-  (processors' ``on_start`` is not called for it). With baggage or the debug flag to
-  inherit, or when publishing fails, it is a regular span. ``bench/celery.py`` measures it.
+* Publishing is the hot path (the caller waits for it): the PRODUCER span carries few
+  attributes and is never made current, so it is the core's cheap leaf span
+  (``TracingManager.start_leaf_span``). ``bench/celery.py`` measures it.
 
 Attributes: publish - ``messaging.system=celery``, ``messaging.operation.type=send``,
 ``messaging.destination.name`` (routing key/queue), ``messaging.message.id`` (task id),
@@ -56,19 +54,11 @@ import time
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import SpanKind
 
-from .. import __version__
-from ..core import manager as _core_manager
 from ..core.guard import report_error
 from ..core.manager import get_tracing_manager
-from ..core.propagation import ALL_FORMATS, inject_headers
-from ..core.span import SpanContext
 
 try:
     from celery import signals as _signals
@@ -78,6 +68,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
     ) from _exc
 
 if TYPE_CHECKING:
+    from ..core.leaf import LeafSpan
     from ..core.manager import TracingManager
     from ..core.span import Span
 
@@ -86,143 +77,30 @@ __all__ = ["install_celery_tracing", "uninstall_celery_tracing", "is_celery_trac
 _STATE_ATTR = "_aiecs_celery_tracing"
 _TRACE_KEYS = ("traceparent", "tracestate", "baggage", "uber-trace-id")
 _UBERCTX = "uberctx-"
-_FAST_FORMATS = ALL_FORMATS
 #: Tasks with a hard time limit remembered by the worker's main process (task id -> context),
 #: so a kill it performs can be reported under the right parent. Bounded: oldest dropped first.
 _MAX_WATCHED = 10_000
 
 
 class _Publish:
-    """One ``send_task`` call in flight: the app publishing it and its PRODUCER span.
+    """One ``send_task`` call in flight: the app publishing it and its PRODUCER span."""
 
-    The span is either a regular one (``span``) or, on the fast path, ``light``: the
-    identity and data of a span that is handed to the span processors as a finished
-    ``ReadableSpan`` once the message is out (see :func:`_light_start`).
-    """
-
-    __slots__ = ("state", "tracing", "span", "light")
+    __slots__ = ("state", "tracing", "span")
 
     def __init__(self, state: _CeleryTracing, tracing: TracingManager) -> None:
         self.state = state
         self.tracing = tracing
-        self.span: Span | None = None
-        self.light: _Light | None = None
+        self.span: Span | LeafSpan | None = None
 
     def finish(self) -> None:
-        light = self.light
-        if light is not None:
-            self.light = None
-            light.end(self.tracing)
-        elif self.span is not None:
+        if self.span is not None:
             self.span.finish()
 
     def fail(self, exc: BaseException) -> None:
-        light = self.light
-        if light is not None:
-            # Rare: become a regular span (same start) to carry the exception and status.
-            self.light = None
-            if not light.recording:
-                return
-            self.span = self.tracing._start(
-                light.name, light.attributes, SpanKind.PRODUCER, light.parent_context, light.start
-            )
         span = self.span
         if span is not None:
             span.record_exception(exc)
             span.finish()
-
-
-_SCOPE = InstrumentationScope("aiecs_tracing", __version__)  # what the core's tracer reports
-_UNSET = Status(StatusCode.UNSET)
-_FLAGS = (TraceFlags(TraceFlags.DEFAULT), TraceFlags(TraceFlags.SAMPLED))
-_WRAPPER_KEY = getattr(_core_manager, "_WRAPPER_KEY", None)
-
-
-class _Light:
-    """A publish span that never becomes current and has no children in this process.
-
-    Such a span does not need the SDK's mutable ``Span`` (locks, bounded containers, the
-    start-time processor calls): the same sampler, id generator, resource and span
-    processors of the manager's provider are used directly, and the finished span goes to
-    the processors as the ``ReadableSpan`` the SDK itself would have built at ``end()``.
-    This is about a third of the cost of a regular span, on every publish.
-    """
-
-    __slots__ = ("name", "attributes", "context", "parent", "parent_context", "recording", "start", "processor", "resource")
-
-    def end(self, tracing: TracingManager) -> None:
-        if not self.recording:
-            return
-        self.processor.on_end(
-            ReadableSpan(
-                self.name,
-                self.context,
-                self.parent,
-                self.resource,
-                self.attributes,
-                (),
-                (),
-                SpanKind.PRODUCER,
-                None,
-                _UNSET,
-                self.start,
-                time.time_ns(),
-                _SCOPE,
-            )
-        )
-        tracing._spans_started += 1
-        tracing._spans_finished += 1
-
-
-def _light_start(tracing: TracingManager, name: str, attributes: dict[str, Any]) -> _Light | None:
-    """The fast publish span, or None when the regular path is needed (baggage, debug, ...)."""
-    provider = tracing.provider
-    processor = getattr(provider, "_active_span_processor", None)
-    if processor is None or _WRAPPER_KEY is None:
-        return None
-    current = otel_context.get_current()
-    wrapper = current.get(_WRAPPER_KEY)
-    if wrapper is not None and (wrapper.baggage or wrapper.debug):
-        return None  # the regular span inherits them; keep that logic in one place
-    parent = trace.get_current_span(current).get_span_context()
-    ids = provider.id_generator
-    if parent.is_valid:
-        trace_id = parent.trace_id
-    else:
-        parent = None
-        trace_id = ids.generate_trace_id()
-    decision = provider.sampler.should_sample(current, trace_id, name, SpanKind.PRODUCER, attributes)
-    light = _Light()
-    light.name = name
-    light.attributes = decision.attributes if decision.attributes is not None else attributes
-    light.context = trace.SpanContext(
-        trace_id,
-        ids.generate_span_id(),
-        False,
-        _FLAGS[1 if decision.decision.is_sampled() else 0],
-        decision.trace_state,
-    )
-    light.parent = parent
-    light.parent_context = current
-    light.recording = decision.decision.is_recording()
-    light.processor = processor
-    light.resource = provider.resource
-    light.start = time.time_ns()
-    return light
-
-
-def _inject_light(tracing: TracingManager, context: trace.SpanContext, headers: dict[str, Any]) -> None:
-    """Headers for a light publish span: the strings :func:`inject_headers` writes."""
-    trace_id, span_id = context.trace_id, context.span_id
-    if context.trace_state or tracing._formats != _FAST_FORMATS:
-        sampled = bool(context.trace_flags & 1)
-        inject_headers(SpanContext(trace_id, span_id, sampled, False, {}, context.trace_state), headers, tracing._formats)
-    elif context.trace_flags & 1:
-        headers["traceparent"] = f"00-{trace_id:032x}-{span_id:016x}-01"
-        headers["uber-trace-id"] = f"{trace_id:x}:{span_id:x}:0:1"
-    else:
-        headers["traceparent"] = f"00-{trace_id:032x}-{span_id:016x}-00"
-        headers["uber-trace-id"] = f"{trace_id:x}:{span_id:x}:0:0"
 
 
 _publishing: ContextVar[_Publish | None] = ContextVar("aiecs_celery_publishing", default=None)
@@ -248,27 +126,6 @@ def _request_carrier(request: Any) -> dict[str, Any] | None:
     if not isinstance(values, dict):
         return None
     return _header_carrier(values) or _header_carrier(values.get("headers"))
-
-
-def _inject(tracing: TracingManager, span: Span, headers: dict[str, Any]) -> None:
-    """``tracing.inject_span_context`` for the common case, without building a SpanContext.
-
-    A fresh publish span has no baggage, debug flag or trace state unless its parent had
-    them; then (or with unusual propagator settings) the general path writes the headers.
-    Same strings as :func:`aiecs_tracing.core.propagation.inject_headers`.
-    """
-    context = span._otel.get_span_context()
-    formats = tracing._formats
-    if span.baggage or span.debug or context.trace_state or formats != _FAST_FORMATS:
-        tracing.inject_span_context(span, headers)
-        return
-    trace_id, span_id = context.trace_id, context.span_id
-    if context.trace_flags & 1:
-        headers["traceparent"] = f"00-{trace_id:032x}-{span_id:016x}-01"
-        headers["uber-trace-id"] = f"{trace_id:x}:{span_id:x}:0:1"
-    else:
-        headers["traceparent"] = f"00-{trace_id:032x}-{span_id:016x}-00"
-        headers["uber-trace-id"] = f"{trace_id:x}:{span_id:x}:0:0"
 
 
 def _strip_trace_headers(headers: dict[str, Any]) -> None:
@@ -380,7 +237,7 @@ class _CeleryTracing:
         **_: Any,
     ) -> None:
         publish = _publishing.get()
-        if publish is None or publish.state is not self or publish.span is not None or publish.light is not None:
+        if publish is None or publish.state is not self or publish.span is not None:
             return
         try:
             if not isinstance(headers, dict):
@@ -411,15 +268,9 @@ class _CeleryTracing:
             tracing = publish.tracing
             if "traceparent" in headers or "uber-trace-id" in headers:
                 _strip_trace_headers(headers)
-            name = f"send {sender}"
-            light = _light_start(tracing, name, attributes)
-            if light is not None:
-                publish.light = light
-                _inject_light(tracing, light.context, headers)
-            else:
-                span = tracing._start(name, attributes, SpanKind.PRODUCER)
-                publish.span = span
-                _inject(tracing, span, headers)
+            span = tracing.start_leaf_span(f"send {sender}", attributes, SpanKind.PRODUCER)
+            publish.span = span
+            tracing.inject_span_context(span, headers)
         except Exception as exc:
             report_error("celery publish", exc)
 

@@ -181,38 +181,6 @@ def test_manager_resolved_lazily_and_disabled_costs_nothing(sink, tracing) -> No
     assert [s.operation for s in sink.spans] == ["send x.traced"]
 
 
-def test_fast_header_path_writes_what_the_core_writes(sink, tracing) -> None:
-    """The publish path formats the common case itself; it must match the core byte for byte."""
-    from aiecs_tracing.integrations.celery import _inject
-
-    plain = tracing.start_span("plain")
-    with_baggage = tracing.start_span("bag")
-    with_baggage.set_baggage_item("tenant", "a b")
-    unsampled = make_manager(sink, "off", sampler_type="const", sampler_param=0)
-    for manager, span in ((tracing, plain), (tracing, with_baggage), (unsampled, unsampled.start_span("x"))):
-        fast: dict = {}
-        core: dict = {}
-        _inject(manager, span, fast)
-        manager.inject_span_context(span, core)
-        assert fast == core and "traceparent" in fast and "uber-trace-id" in fast
-    unsampled.close_tracer()
-
-
-def test_light_publish_headers_match_the_core(sink, tracing) -> None:
-    from opentelemetry import trace
-
-    from aiecs_tracing.core.span import SpanContext
-    from aiecs_tracing.integrations.celery import _inject_light
-
-    for sampled in (True, False):
-        context = trace.SpanContext(0x1234, 0x5678, False, trace.TraceFlags(1 if sampled else 0))
-        fast: dict = {}
-        core: dict = {}
-        _inject_light(tracing, context, fast)
-        tracing.inject_span_context(SpanContext(0x1234, 0x5678, sampled), core)
-        assert fast == core
-
-
 def test_baggage_of_the_current_span_travels_with_the_task(sink, tracing) -> None:
     app = memory_app()
     install_celery_tracing(app, tracing)
