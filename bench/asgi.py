@@ -313,7 +313,7 @@ def throughput(rounds: int, requests: int, connections: int) -> tuple[dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--n", type=int, default=2000, help="requests per in-process round")
     parser.add_argument("--requests", type=int, default=3000, help="requests per uvicorn round")
     parser.add_argument("--connections", type=int, default=8)
