@@ -12,7 +12,7 @@ GET, which triple the span volume and cost without telling anyone anything. Here
 request is one span; a WebSocket gets one span per connection plus (switchable) one per
 message, measuring the message's handling rather than the idle wait before it.
 
-Cost: the request's span is a :class:`_LightServerSpan`, the same OpenTelemetry span
+Cost: the request's span is a light span (:mod:`aiecs_tracing.core.light`), the same OpenTelemetry span
 (same provider, sampler, ids, processors and exporter) without the SDK ``Span`` object's
 locks and re-validation of attributes that are plain already; ``bench/asgi.py`` measures it
 beside ``opentelemetry-instrumentation-fastapi``. WebSocket connections and messages use the
@@ -26,23 +26,19 @@ from __future__ import annotations
 
 import logging
 import re
-import traceback
-import weakref
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
-from time import time_ns
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import unquote_plus
 
-from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.trace import SpanKind, Status, StatusCode, TraceFlags, get_current_span
+from opentelemetry.trace import SpanKind, get_current_span
 
 from ..core.attributes import REDACTED, is_secret_key
 from ..core.config import DEFAULT_SECRET_KEYS
 from ..core.guard import report_error
+from ..core.light import LightSpan
 from ..core.manager import TracingManager, get_tracing_manager
-from ..core.span import Span, SpanContext
+from ..core.span import Span
 
 __all__ = [
     "TracingMiddleware",
@@ -201,7 +197,7 @@ def _attach(tracing: TracingManager, span: Span) -> object | None:
 class TracingMiddleware:
     """Trace every HTTP request and WebSocket connection that reaches ``app``.
 
-    An HTTP request's span is a :class:`_LightServerSpan` (the same span, exported the
+    An HTTP request's span is a light span (:mod:`aiecs_tracing.core.light`) (the same span, exported the
     same way, for about half the cost of the SDK's); ``light_spans = False`` on an
     instance or subclass falls back to the core's regular spans.
 
@@ -449,12 +445,11 @@ class TracingMiddleware:
         root_path = scope.get("root_path", "")
         try:
             attributes, carrier = self._request_attributes(scope, method, False)
-            source = _light_source(tracing) if self.light_spans else None
-            if source is not None:
-                parent = tracing.extract_span_context(carrier) if carrier is not None else None
-                span = _start_light(tracing, source, name, attributes, parent)
+            parent = self._continue_from(tracing, carrier)
+            if self.light_spans:
+                span = tracing.start_light_span(name, attributes, SpanKind.SERVER, parent)
             else:
-                span = tracing._start(name, attributes, SpanKind.SERVER, self._continue_from(tracing, carrier))
+                span = tracing._start(name, attributes, SpanKind.SERVER, parent)
         except Exception as exc:
             report_error("asgi request start", exc)
             span = None
@@ -474,8 +469,8 @@ class TracingMiddleware:
                 outcome["http.route"] = template
                 span.operation_name = span_name
                 otel.update_name(span_name)
-            if type(otel) is _LightServerSpan:
-                otel._set_plain(outcome)  # our own plain values: no per-value checks
+            if type(otel) is LightSpan:
+                otel.set_plain_attributes(outcome)  # our own plain values: no per-value checks
             else:
                 otel.set_attributes(outcome)
             if code >= 500:
@@ -577,198 +572,6 @@ class TracingMiddleware:
 
 
 # --- the light server span -------------------------------------------------------------------
-_MAX_ATTRIBUTES = 128  # the SDK's default span attribute limit
-_UNSET_STATUS = Status(StatusCode.UNSET)
-_FLAGS = (TraceFlags(TraceFlags.DEFAULT), TraceFlags(TraceFlags.SAMPLED))
-_PLAIN = (str, bool, int, float)
-
-
-class _LightServerSpan(trace.Span):
-    """The request's SERVER span without the SDK's ``Span`` machinery.
-
-    Why: the SDK span (locks, bounded containers re-validating attributes that are plain
-    already, start-time processor calls) is most of the per-request cost. This span uses
-    the manager's own provider pieces - sampler, id generator, resource, span processors,
-    instrumentation scope - and hands the processors the same ``ReadableSpan`` the SDK
-    builds at ``end()``. It is a complete ``opentelemetry.trace.Span``: current while the
-    handler runs, so children (decorators, httpx, any OpenTelemetry instrumentation) parent
-    to it, and ``tracing.get_active_span().set_tag(...)`` in a handler lands on it.
-    Processors' ``on_start`` is not called for it (the core's processor does nothing there).
-    """
-
-    __slots__ = ("_name", "_context", "_parent", "_attributes", "_events", "_status", "_start", "_end", "_source")
-
-    def __init__(
-        self,
-        name: str,
-        context: trace.SpanContext,
-        parent: trace.SpanContext | None,
-        attributes: dict[str, Any],
-        source: _LightSource | None,
-    ) -> None:
-        self._name = name
-        self._context = context
-        self._parent = parent
-        self._attributes = attributes
-        self._events: list[Event] = []
-        self._status = _UNSET_STATUS
-        self._source = source  # None: not sampled, nothing is recorded
-        self._start = time_ns()
-        self._end: int | None = None if source is not None else self._start
-
-    def get_span_context(self) -> trace.SpanContext:
-        return self._context
-
-    def is_recording(self) -> bool:
-        return self._end is None
-
-    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
-        if self._end is None:
-            for key, value in attributes.items():
-                self.set_attribute(key, value)
-
-    def _set_plain(self, attributes: dict[str, Any]) -> None:
-        if self._end is None and len(self._attributes) + len(attributes) <= _MAX_ATTRIBUTES:
-            self._attributes.update(attributes)
-        else:
-            self.set_attributes(attributes)
-
-    def set_attribute(self, key: str, value: Any) -> None:
-        if self._end is not None or not key or not isinstance(key, str):
-            return
-        attributes = self._attributes
-        if len(attributes) >= _MAX_ATTRIBUTES and key not in attributes:
-            return
-        if type(value) not in _PLAIN:
-            if isinstance(value, bool):
-                value = bool(value)
-            elif isinstance(value, int):
-                value = int(value)
-            elif isinstance(value, float):
-                value = float(value)
-            elif isinstance(value, str):
-                value = str(value)
-            elif isinstance(value, (list, tuple)):
-                value = tuple(v if isinstance(v, _PLAIN) else str(v) for v in value)
-            elif value is None:
-                return
-            else:
-                value = str(value)
-        attributes[key] = value
-
-    def add_event(self, name: str, attributes: Any = None, timestamp: int | None = None) -> None:
-        if self._end is None:
-            self._events.append(Event(name, attributes, timestamp))
-
-    def add_link(self, context: trace.SpanContext, attributes: Any = None) -> None:
-        pass  # links are given at start; a server span has none
-
-    def update_name(self, name: str) -> None:
-        if self._end is None:
-            self._name = name
-
-    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
-        if self._end is not None or self._status.status_code is StatusCode.OK:
-            return
-        new = status if isinstance(status, Status) else Status(status, description)
-        if new.status_code is not StatusCode.UNSET:
-            self._status = new
-
-    def record_exception(
-        self, exception: BaseException, attributes: Any = None, timestamp: int | None = None, escaped: bool = False
-    ) -> None:
-        event = {
-            "exception.type": type(exception).__qualname__,
-            "exception.message": str(exception),
-            "exception.stacktrace": "".join(
-                traceback.format_exception(type(exception), exception, exception.__traceback__)
-            ),
-            "exception.escaped": str(escaped),
-        }
-        if attributes:
-            event.update(attributes)
-        self.add_event("exception", event, timestamp)
-
-    def end(self, end_time: int | None = None) -> None:
-        if self._end is not None:
-            return
-        self._end = end = end_time if end_time is not None else time_ns()
-        source = self._source
-        source.processor.on_end(
-            ReadableSpan(
-                self._name,
-                self._context,
-                self._parent,
-                source.resource,
-                self._attributes,
-                tuple(self._events) if self._events else (),
-                (),
-                SpanKind.SERVER,
-                None,
-                self._status,
-                self._start,
-                end,
-                source.scope,
-            )
-        )
-
-
-class _LightSource:
-    """The provider pieces a light span needs, looked up once per manager."""
-
-    __slots__ = ("provider", "processor", "resource", "scope", "sampler", "ids")
-
-    def __init__(self, tracing: TracingManager) -> None:
-        provider = tracing.provider
-        self.provider = provider
-        self.processor = provider._active_span_processor  # type: ignore[union-attr]
-        self.resource = provider.resource  # type: ignore[union-attr]
-        self.scope = tracing.tracer._instrumentation_scope  # type: ignore[union-attr]
-        self.sampler = provider.sampler  # type: ignore[union-attr]
-        self.ids = provider.id_generator  # type: ignore[union-attr]
-
-
-_sources: weakref.WeakKeyDictionary[TracingManager, _LightSource | None] = weakref.WeakKeyDictionary()
-
-
-def _light_source(tracing: TracingManager) -> _LightSource | None:
-    try:
-        return _sources[tracing]
-    except KeyError:
-        pass
-    source: _LightSource | None
-    try:
-        source = _LightSource(tracing)
-    except Exception:  # another SDK shape: the regular span path
-        source = None
-    _sources[tracing] = source
-    return source
-
-
-def _start_light(
-    tracing: TracingManager, source: _LightSource, name: str, attributes: dict[str, Any], parent: SpanContext | None
-) -> Span:
-    """A current-able SERVER span under ``parent`` (remote) or a new trace; the facade around it."""
-    if parent is not None:
-        parent_sc = parent.to_otel()
-        parent_ctx = trace.set_span_in_context(trace.NonRecordingSpan(parent_sc), _ROOT)
-        trace_id = parent.trace_id
-        baggage, debug = parent.baggage, parent.debug
-    else:
-        parent_sc = None
-        parent_ctx = _ROOT
-        trace_id = source.ids.generate_trace_id()
-        baggage, debug = {}, False
-    decision = source.sampler.should_sample(parent_ctx, trace_id, name, SpanKind.SERVER, attributes)
-    if decision.attributes:
-        attributes.update(decision.attributes)
-    sampled = decision.decision.is_sampled()
-    context = trace.SpanContext(trace_id, source.ids.generate_span_id(), False, _FLAGS[sampled], decision.trace_state)
-    light = _LightServerSpan(name, context, parent_sc, attributes, source if decision.decision.is_recording() else None)
-    tracing._spans_started += 1
-    return Span(light, tracing, name, dict(baggage) if baggage else {}, debug)
-
-
 class _WebSocketState:
     """One connection: the connection span, the open received-message span, close details."""
 

@@ -30,8 +30,8 @@ Why the design looks like this (the OpenTelemetry instrumentation's known failur
   could still end it, says ``celery.state=INTERRUPTED``).
 
 * Publishing is the hot path (the caller waits for it): the PRODUCER span carries few
-  attributes and is never made current, so it is the core's cheap leaf span
-  (``TracingManager.start_leaf_span``). ``bench/celery.py`` measures it.
+  attributes and is never made current, and it is the core's cheap light span
+  (``TracingManager.start_light_span``). ``bench/celery.py`` measures it.
 
 Attributes: publish - ``messaging.system=celery``, ``messaging.operation.type=send``,
 ``messaging.destination.name`` (routing key/queue), ``messaging.message.id`` (task id),
@@ -68,7 +68,6 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
     ) from _exc
 
 if TYPE_CHECKING:
-    from ..core.leaf import LeafSpan
     from ..core.manager import TracingManager
     from ..core.span import Span
 
@@ -90,7 +89,7 @@ class _Publish:
     def __init__(self, state: _CeleryTracing, tracing: TracingManager) -> None:
         self.state = state
         self.tracing = tracing
-        self.span: Span | LeafSpan | None = None
+        self.span: Span | None = None
 
     def finish(self) -> None:
         if self.span is not None:
@@ -268,7 +267,7 @@ class _CeleryTracing:
             tracing = publish.tracing
             if "traceparent" in headers or "uber-trace-id" in headers:
                 _strip_trace_headers(headers)
-            span = tracing.start_leaf_span(f"send {sender}", attributes, SpanKind.PRODUCER)
+            span = tracing.start_light_span(f"send {sender}", attributes, SpanKind.PRODUCER)
             publish.span = span
             tracing.inject_span_context(span, headers)
         except Exception as exc:

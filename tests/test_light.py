@@ -1,19 +1,18 @@
-"""Leaf spans (the cheap publish span): same wire result as a regular span."""
+"""Light spans (the integrations' hot-path span): same wire result as a regular span."""
 
 from __future__ import annotations
 
 from opentelemetry.trace import SpanKind
 
-from aiecs_tracing import Span
-from aiecs_tracing.core.leaf import LeafSpan
+from aiecs_tracing.core.light import LightSpan
 from tests.wire import make_manager
 
 
-def test_leaf_span_is_a_child_with_headers_and_kind(sink):
+def test_light_span_is_a_child_with_headers_and_kind(sink):
     t = make_manager(sink, "leafy")
     with t.span("caller") as caller:
-        leaf = t.start_leaf_span("send task.x", {"messaging.system": "celery", "n": 3})
-        assert isinstance(leaf, LeafSpan)
+        leaf = t.start_light_span("send task.x", {"messaging.system": "celery", "n": 3}, SpanKind.PRODUCER)
+        assert isinstance(leaf.otel_span, LightSpan)
         headers: dict[str, str] = {}
         t.inject_span_context(leaf, headers)
         leaf.finish()
@@ -29,9 +28,9 @@ def test_leaf_span_is_a_child_with_headers_and_kind(sink):
     t.close_tracer()
 
 
-def test_leaf_failure_records_the_exception(sink):
+def test_light_failure_records_the_exception(sink):
     t = make_manager(sink, "leafy")
-    leaf = t.start_leaf_span("send broken", {}, SpanKind.PRODUCER)
+    leaf = t.start_light_span("send broken", {}, SpanKind.PRODUCER)
     leaf.record_exception(ConnectionError("broker down"))
     leaf.finish()
     t.flush()
@@ -40,12 +39,11 @@ def test_leaf_failure_records_the_exception(sink):
     t.close_tracer()
 
 
-def test_baggage_to_inherit_falls_back_to_a_regular_span(sink):
+def test_light_span_inherits_baggage(sink):
     t = make_manager(sink, "leafy")
     with t.span("caller") as caller:
         caller.set_baggage_item("tenant", "acme")
-        leaf = t.start_leaf_span("send with baggage", {})
-        assert type(leaf) is Span
+        leaf = t.start_light_span("send with baggage", {})
         headers: dict[str, str] = {}
         t.inject_span_context(leaf, headers)
         leaf.finish()
@@ -53,13 +51,32 @@ def test_baggage_to_inherit_falls_back_to_a_regular_span(sink):
     t.close_tracer()
 
 
-def test_unsampled_leaf_is_not_exported(sink):
+def test_unsampled_light_span_is_not_exported(sink):
     t = make_manager(sink, "leafy", sampler_type="const", sampler_param=0)
-    leaf = t.start_leaf_span("send dropped", {})
+    leaf = t.start_light_span("send dropped", {})
     headers: dict[str, str] = {}
     t.inject_span_context(leaf, headers)
     leaf.finish()
     t.flush()
     assert headers["traceparent"].endswith("-00")
     assert sink.wait_for(1, timeout=0.5) == []
+    t.close_tracer()
+
+
+def test_light_span_can_be_current_and_parent_regular_spans(sink):
+    t = make_manager(sink, "light")
+    parent_ctx = t.extract_span_context({"uber-trace-id": "abc:def:0:1"})
+    server = t.start_light_span("GET /x", {"http.request.method": "GET"}, SpanKind.SERVER, parent_ctx)
+    with t.activate(server):
+        with t.span("inside") as inside:
+            t.get_active_span().set_tag("k", "v")
+        t.get_active_span().set_tag("handler.tag", 1)
+    server.set_tag("late", True)
+    server.finish()
+    t.flush()
+    spans = {s.operation: s for s in sink.wait_for(2)}
+    assert spans["GET /x"].trace_id == 0xABC and spans["GET /x"].parent_id == 0xDEF
+    assert spans["GET /x"].kind == "server" and spans["GET /x"].tags["handler.tag"] == 1
+    assert spans["inside"].parent_id == spans["GET /x"].span_id and spans["inside"].tags["k"] == "v"
+    assert inside.context.trace_id == 0xABC
     t.close_tracer()
