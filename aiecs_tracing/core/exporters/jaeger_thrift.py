@@ -176,8 +176,27 @@ def _tag(key: str, value: Any, max_str: int | None = None) -> bytes:
 
     This is the hot loop of the exporter, hence the inlined key cache and string encoding.
     """
-    key_bytes = _KEY_CACHE.get(key) or _key_bytes(key)
     kind = type(value)
+    if max_str is None and (kind is bool or kind is int or (kind is str and len(value) <= _PAIR_MAX_STR)):
+        # Most tags repeat exactly (method, scheme, host, route, status, component): reuse bytes.
+        pair = (key, kind, value)
+        cached = _PAIR_CACHE.get(pair)
+        if cached is None:
+            cached = _tag_uncached(key, value, kind)
+            if len(_PAIR_CACHE) >= _PAIR_CACHE_MAX:
+                _PAIR_CACHE.clear()  # high-cardinality values: start over rather than grow
+            _PAIR_CACHE[pair] = cached
+        return cached
+    return _tag_uncached(key, value, kind, max_str)
+
+
+_PAIR_CACHE: dict[tuple[str, type, Any], bytes] = {}
+_PAIR_CACHE_MAX = 4096
+_PAIR_MAX_STR = 128
+
+
+def _tag_uncached(key: str, value: Any, kind: type, max_str: int | None = None) -> bytes:
+    key_bytes = _KEY_CACHE.get(key) or _key_bytes(key)
     if kind is str:
         if max_str is not None and len(value) > max_str:
             value = _cut(value, max_str)
