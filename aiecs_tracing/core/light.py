@@ -24,31 +24,50 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.trace import SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.sdk.trace import Event, ReadableSpan, SynchronousMultiSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
+from opentelemetry.trace import NonRecordingSpan, SpanKind, Status, StatusCode, TraceFlags
+
+from .guard import report_error
+from .span import Span
 
 if TYPE_CHECKING:
     from .manager import TracingManager
+    from .span import SpanContext as OurSpanContext
 
 _MAX_ATTRIBUTES = 128  # the SDK's default span attribute limit
 _MAX_EVENTS = 128
 _UNSET_STATUS = Status(StatusCode.UNSET)
 _FLAGS = (TraceFlags(TraceFlags.DEFAULT), TraceFlags(TraceFlags.SAMPLED))
 _PLAIN = (str, bool, int, float)
+_ROOT = Context()
 
 
 class LightSource:
     """The provider pieces a light span needs, looked up once per manager."""
 
-    __slots__ = ("processor", "resource", "scope", "sampler", "ids")
+    __slots__ = ("processor", "multi", "resource", "scope", "sampler", "ids", "parent_based_on")
 
     def __init__(self, manager: TracingManager) -> None:
         provider = manager.provider
         self.processor = provider._active_span_processor  # type: ignore[union-attr]
+        # the SDK's default fan-out: its (replaced, never mutated) tuple is read at each end
+        self.multi = self.processor if type(self.processor) is SynchronousMultiSpanProcessor else None
         self.resource = provider.resource  # type: ignore[union-attr]
         self.scope = manager.tracer._instrumentation_scope  # type: ignore[union-attr]
-        self.sampler = provider.sampler  # type: ignore[union-attr]
+        self.sampler = sampler = provider.sampler  # type: ignore[union-attr]
         self.ids = provider.id_generator  # type: ignore[union-attr]
+        # ParentBased(ALWAYS_ON) with the default delegates (the "const 1" sampler): its decision is
+        # "sampled unless the parent is not", its trace state the parent's; computed inline, the
+        # same result without a Context, a SamplingResult and five calls per span.
+        self.parent_based_on = (
+            type(sampler) is ParentBased
+            and getattr(sampler, "_root", None) is ALWAYS_ON
+            and getattr(sampler, "_remote_parent_sampled", None) is ALWAYS_ON
+            and getattr(sampler, "_local_parent_sampled", None) is ALWAYS_ON
+            and getattr(sampler, "_remote_parent_not_sampled", None) is ALWAYS_OFF
+            and getattr(sampler, "_local_parent_not_sampled", None) is ALWAYS_OFF
+        )
 
 
 class LightSpan(trace.Span):
@@ -160,8 +179,7 @@ class LightSpan(trace.Span):
             return
         self._end = end = end_time if end_time is not None else time_ns()
         source = self._source
-        source.processor.on_end(  # type: ignore[union-attr]
-            ReadableSpan(
+        readable = ReadableSpan(
                 self._name,
                 self._context,
                 self._parent,
@@ -176,7 +194,12 @@ class LightSpan(trace.Span):
                 end,
                 source.scope,  # type: ignore[union-attr]
             )
-        )
+        multi = source.multi  # type: ignore[union-attr]
+        if multi is not None:
+            for processor in multi._span_processors:
+                processor.on_end(readable)
+        else:
+            source.processor.on_end(readable)  # type: ignore[union-attr]
 
 
 def start_light(
@@ -184,14 +207,30 @@ def start_light(
     name: str,
     kind: SpanKind,
     attributes: dict[str, Any],
-    parent_context: Context,
+    parent_context: Context | None,
     parent: trace.SpanContext | None,
 ) -> LightSpan:
     """A light span under ``parent`` (already resolved from ``parent_context``), or a new trace.
 
     ``attributes`` must hold plain values; the span keeps (and may extend) the dict.
     """
+    if source.parent_based_on:
+        if parent is None:
+            context = trace.SpanContext(source.ids.generate_trace_id(), source.ids.generate_span_id(), False, _FLAGS[1])
+        else:
+            context = trace.SpanContext(
+                parent.trace_id,
+                source.ids.generate_span_id(),
+                False,
+                _FLAGS[1 if parent.trace_flags & 1 else 0],
+                parent.trace_state,
+            )
+            if not parent.trace_flags & 1:
+                return LightSpan(name, kind, context, parent, attributes, None)
+        return LightSpan(name, kind, context, parent, attributes, source)
     trace_id = parent.trace_id if parent is not None else source.ids.generate_trace_id()
+    if parent_context is None:
+        parent_context = trace.set_span_in_context(NonRecordingSpan(parent), Context()) if parent else _ROOT
     decision = source.sampler.should_sample(parent_context, trace_id, name, kind, attributes)
     if decision.attributes:
         attributes.update(decision.attributes)
@@ -203,3 +242,36 @@ def start_light(
         decision.trace_state,
     )
     return LightSpan(name, kind, context, parent, attributes, source if decision.decision.is_recording() else None)
+
+
+def start_light_from_remote(
+    manager: TracingManager,
+    name: str,
+    attributes: dict[str, Any],
+    kind: SpanKind,
+    remote: OurSpanContext | None,
+) -> Span | None:
+    """``manager.start_light_span(name, attributes, kind, remote or Context())``, for server spans.
+
+    A server span's parent is the caller's context extracted from headers, or nothing (a new
+    trace): never the current span. This skips the generic parent resolution (OpenTelemetry
+    ``Context`` and ``NonRecordingSpan`` built only for the sampler to take apart again); the
+    span, its wrapper (baggage, debug flag) and the manager's counters are the same.
+    """
+    source = manager._light_source
+    if type(source) is not LightSource or not manager._active:
+        return manager.start_light_span(name, attributes, kind, remote if remote is not None else _ROOT)
+    try:
+        if remote is None:
+            parent, baggage, debug = None, {}, False
+        else:
+            parent = remote.to_otel()
+            baggage, debug = dict(remote.baggage), remote.debug
+            if not parent.is_valid:
+                parent = None
+        light = start_light(source, name, kind, attributes, None, parent)
+        manager._spans_started += 1
+        return Span(light, manager, name, baggage, debug)
+    except Exception as exc:
+        report_error("start_light_span", exc)
+        return None

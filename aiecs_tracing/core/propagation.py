@@ -104,6 +104,16 @@ def _lowercase_view(carrier: Mapping[str, Any]) -> dict[str, str]:
     return view
 
 
+def _is_lowercase_str_dict(carrier: Any) -> bool:
+    """A plain dict of lower-case str keys to str values (what the integrations build) needs no view."""
+    if type(carrier) is not dict:
+        return False
+    for key, value in carrier.items():
+        if type(key) is not str or type(value) is not str or not key.islower():
+            return False
+    return True
+
+
 def _parse_traceparent(value: str) -> tuple[int, int, bool] | None:
     value = value.strip()
     match = _TRACEPARENT_RE.match(value)
@@ -156,11 +166,12 @@ def extract_headers(carrier: Any, formats: Iterable[str] = ALL_FORMATS) -> SpanC
         logger.debug("extract: carrier of type %s is not a mapping", type(carrier).__name__)
         return None
     try:
-        headers = _lowercase_view(carrier)
+        headers = carrier if _is_lowercase_str_dict(carrier) else _lowercase_view(carrier)
     except Exception as exc:  # a hostile mapping
         logger.debug("extract: carrier could not be read: %s", exc)
         return None
-    formats = tuple(formats)
+    if type(formats) is not tuple:
+        formats = tuple(formats)
     result: SpanContext | None = None
     if "tracecontext" in formats and TRACEPARENT in headers:
         parsed = _parse_traceparent(headers[TRACEPARENT])

@@ -36,7 +36,7 @@ from opentelemetry.trace import SpanKind, get_current_span
 from ..core.attributes import REDACTED, is_secret_key
 from ..core.config import DEFAULT_SECRET_KEYS
 from ..core.guard import report_error
-from ..core.light import LightSpan
+from ..core.light import LightSpan, start_light_from_remote
 from ..core.manager import TracingManager, get_tracing_manager
 from ..core.span import Span
 
@@ -445,11 +445,11 @@ class TracingMiddleware:
         root_path = scope.get("root_path", "")
         try:
             attributes, carrier = self._request_attributes(scope, method, False)
-            parent = self._continue_from(tracing, carrier)
+            remote = tracing.extract_span_context(carrier) if carrier is not None else None
             if self.light_spans:
-                span = tracing.start_light_span(name, attributes, SpanKind.SERVER, parent)
+                span = start_light_from_remote(tracing, name, attributes, SpanKind.SERVER, remote)
             else:
-                span = tracing._start(name, attributes, SpanKind.SERVER, parent)
+                span = tracing._start(name, attributes, SpanKind.SERVER, remote if remote is not None else _ROOT)
         except Exception as exc:
             report_error("asgi request start", exc)
             span = None
