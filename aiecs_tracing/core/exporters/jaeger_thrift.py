@@ -404,6 +404,7 @@ def _span_attributes(span: Any) -> Mapping[str, Any]:
 
 
 _EMPTY: Mapping[str, Any] = {}
+_last_scope: tuple[Any, tuple[bytes, ...]] = (None, ())
 _scope_tags_cache: dict[tuple[str, str | None], tuple[bytes, ...]] = {}
 
 
@@ -475,8 +476,17 @@ def _encode_span(span: Any, policy: TruncationPolicy | None) -> bytes:
     parts.append(b"")  # list header placeholder, filled once the count is known
     attributes = _span_attributes(span)
     if policy is None:
+        # _tag's pair cache inlined: most values repeat, and a call per attribute is most of the work
+        cached_pair = _PAIR_CACHE.get
+        append = parts.append
         for key, value in attributes.items():
-            parts.append(_tag(key, value))
+            kind = type(value)
+            if kind is str or kind is int or kind is bool:
+                cached = cached_pair((key, kind, value))
+                if cached is not None:
+                    append(cached)
+                    continue
+            append(_tag(key, value))
     else:
         max_tags = policy.max_tags
         for index, (key, value) in enumerate(attributes.items()):
@@ -499,7 +509,11 @@ def _encode_span(span: Any, policy: TruncationPolicy | None) -> bytes:
         parts.append(_STATUS_OK_TAG)
     scope = span.instrumentation_scope
     if scope is not None:
-        parts.extend(_scope_tags(scope))
+        global _last_scope
+        last = _last_scope  # (scope, tags), swapped whole: safe with several exporting threads
+        if last[0] is not scope:  # nearly always one scope: skip even the memo lookup
+            last = _last_scope = (scope, _scope_tags(scope))
+        parts.extend(last[1])
 
     events = span.events
     if policy is not None:
