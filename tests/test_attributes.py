@@ -103,3 +103,17 @@ def test_capture_never_raises_and_stays_bounded(args, kwargs, limit):
             assert -(2**63) <= value < 2**63
         if key in kwargs and is_secret_key(key, KEYS):
             assert value == REDACTED
+
+
+def test_header_pairs_and_dsn_passwords_are_redacted():
+    tags = capture_arguments(
+        ("postgresql://admin:hunter2@db:5432/x", [("Authorization", "Bearer SECRET"), ("Accept", "json")]),
+        {"dsn": "redis://:s3cret@cache:6379/0", "url": "https://example.com/a@b"},
+        secret_keys=KEYS,
+    )
+    assert tags["arg_0"] == "postgresql://admin:[REDACTED]@db:5432/x"
+    assert "SECRET" not in tags["arg_1"] and '"Accept","json"' in tags["arg_1"]
+    assert tags["dsn"] == "redis://:[REDACTED]@cache:6379/0"
+    assert tags["url"] == "https://example.com/a@b"  # no userinfo: untouched
+    for key in ("auth", "pwd", "passphrase"):
+        assert capture_arguments((), {key: "x"}, secret_keys=KEYS)[key] == REDACTED

@@ -119,3 +119,32 @@ def test_probabilistic_sampler_is_parent_based():
 def test_unknown_option_disables_with_reason():
     t = TracingManager("x", no_such_option=1)
     assert not t.enabled and "no_such_option" in t.get_tracer_info()["error"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"resource_attributes": None},
+        {"process_tags": 5},
+        {"secret_keys": None},
+        {"extra_secret_keys": 5},
+        {"max_queue_size": float("inf")},
+        {"db_system": 3},
+    ],
+)
+def test_bad_option_types_disable_instead_of_raising(options):
+    t = TracingManager("typed", **options)
+    assert not t.enabled and t.get_tracer_info()["error"]
+
+
+def test_a_lone_string_is_one_secret_key_not_its_letters():
+    cfg = resolve_config(extra_secret_keys="pin", env={})
+    assert cfg.secret_keys[-1] == "pin" and "p" not in cfg.secret_keys
+    assert resolve_config(process_tags="team=ai", env={}).process_tags == {"team": "ai"}
+
+
+def test_explicit_agent_address_beats_a_pod_wide_otlp_variable():
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector:4318"}
+    assert resolve_config(jaeger_host="jaeger", jaeger_port=6831, env=env).exporter == "udp"
+    assert resolve_config(env=env).exporter == "otlp"
+    assert resolve_config(jaeger_host="jaeger", exporter="otlp", env=env).exporter == "otlp"

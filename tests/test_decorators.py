@@ -413,3 +413,37 @@ def test_decorating_a_bound_method_keeps_argument_names(tracing):
     assert traced_login("bob", "hunter2") == "bob"
     attrs = by_name(tracing, "bound.login").attributes
     assert attrs["arg_0"] == "bob" and attrs["arg_1"] == "[REDACTED]"
+
+
+def test_bare_with_tracing_decorator_names_the_span_after_the_function(tracing):
+    @tracing.with_tracing
+    def add_one(x):
+        return x + 1
+
+    assert add_one(1) == 2
+    assert by_name(tracing, "test_bare_with_tracing_decorator_names_the_span_after_the_function.<locals>.add_one")
+
+
+def test_enable_tracing_attribute_switches_tracing_off_and_on(tracing):
+    @tracing.with_tracing("toggled")
+    def work():
+        return 1
+
+    tracing.enable_tracing = False
+    assert work() == 1 and tracing.start_span("x") is None
+    assert tracing.get_tracer_info()["enabled"] is False
+    tracing.enable_tracing = True
+    work()
+    assert [s.name for s in finished(tracing)] == ["toggled"]
+
+
+def test_activate_accepts_an_opentelemetry_span(tracing):
+    otel_span = tracing.tracer.start_span("foreign")
+    with tracing.activate(otel_span):
+        child = tracing.start_span("child")
+        child.finish()
+    otel_span.end()
+    spans = {s.name: s for s in finished(tracing)}
+    assert spans["child"].parent.span_id == spans["foreign"].context.span_id
+    tracing.flush("not a number")  # bad input: no exception
+    tracing.start_span("s").set_tags([("not", "a dict")])

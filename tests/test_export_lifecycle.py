@@ -243,3 +243,22 @@ def test_close_is_bounded_when_the_backend_hangs():
     t.close_tracer(timeout=0.5)
     assert time.monotonic() - started < 3
     assert t.get_tracer_info()["closed"] is True
+
+
+def test_multiprocessing_child_spans_arrive(sink):
+    import multiprocessing
+
+    t = make_manager(sink, "mp-parent")
+    ctx = multiprocessing.get_context("fork")
+    process = ctx.Process(target=_trace_in_child, args=(t,))
+    process.start()
+    process.join(20)
+    assert process.exitcode == 0
+    (span,) = sink.wait_for(1, where=lambda s: s.operation == "in-mp-child")
+    assert span.service == "mp-parent"
+    t.close_tracer()
+
+
+def _trace_in_child(t):
+    with t.span("in-mp-child"):
+        pass  # no explicit flush: the child leaves through multiprocessing's os._exit

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -61,10 +62,22 @@ def _is_secret(key: str, secret_keys: tuple[str, ...]) -> bool:
     return False
 
 
+_USERINFO_RE = re.compile(r"(\w[\w+.-]*://[^/\s:@]*:)[^/\s@]*@")
+
+
+def redact_text(text: str) -> str:
+    """Hide the password of URLs/DSNs inside ``text`` (``postgresql://admin:[REDACTED]@db``)."""
+    if "://" in text and "@" in text:
+        return _USERINFO_RE.sub(r"\1" + REDACTED + "@", text)
+    return text
+
+
 def _jsonable(value: Any, secret_keys: tuple[str, ...], depth: int) -> Any:
     """A JSON-safe, bounded copy of ``value`` with secrets redacted; no ``__repr__`` calls."""
     kind = type(value)
-    if value is None or kind is bool or kind is str:
+    if kind is str:
+        return redact_text(value)
+    if value is None or kind is bool:
         return value
     if kind is int:
         return value if _INT64_MIN <= value <= _INT64_MAX else str(value)
@@ -84,6 +97,13 @@ def _jsonable(value: Any, secret_keys: tuple[str, ...], depth: int) -> Any:
     if isinstance(value, (list, tuple, set, frozenset)):
         if depth >= MAX_DEPTH:
             return f"<{kind.__name__} len={_safe_len(value)}>"
+        if (
+            kind in (tuple, list)
+            and len(value) == 2
+            and type(value[0]) is str
+            and is_secret_key(value[0], secret_keys)
+        ):
+            return [value[0], REDACTED]  # a (name, value) pair: headers as ASGI/httpx list them
         items = []
         for index, item in enumerate(value):
             if index >= MAX_ITEMS:
@@ -126,7 +146,7 @@ def to_attribute_value(value: Any, max_length: int = 1024, secret_keys: tuple[st
     try:
         kind = type(value)
         if kind is str:
-            return truncate(value, max_length)
+            return truncate(redact_text(value), max_length)
         if kind is bool or kind is float:
             return value
         if kind is int:

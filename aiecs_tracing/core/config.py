@@ -22,6 +22,9 @@ DEFAULT_MAX_ARGS = 32
 DEFAULT_SECRET_KEYS = (
     "password",
     "passwd",
+    "passphrase",
+    "pwd",
+    "auth",
     "secret",
     "token",
     "api_key",
@@ -149,6 +152,23 @@ def validate_sampler(sampler_type: str, param: float) -> None:
         raise ConfigError(f"ratelimiting sampler param {param!r} must be >= 0 spans per second")
 
 
+def _key_list(name: str, value: Any) -> tuple[str, ...]:
+    """A list of key names; a lone string is one name (not its letters)."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple, set, frozenset)) or not all(isinstance(k, str) for k in value):
+        raise ConfigError(f"{name}={value!r} is not a list of names")
+    return tuple(k.lower() for k in value)
+
+
+def _string_mapping(name: str, value: Any) -> dict[str, str]:
+    if isinstance(value, str):
+        return parse_key_values(name, value)
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name}={value!r} is not a mapping (or k=v,k2=v2)")
+    return {str(k): str(v) for k, v in value.items()}
+
+
 def _otlp_traces_endpoint(env: Mapping[str, str]) -> str | None:
     specific = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     if specific:
@@ -240,7 +260,10 @@ def _resolve_into(
 
     otlp = options.pop("otlp_endpoint", None)
     cfg.otlp_endpoint = otlp if otlp is not None else _otlp_traces_endpoint(env)
-    exporter = options.pop("exporter", None) or env.get("AIECS_TRACING_EXPORTER")
+    exporter = options.pop("exporter", None)
+    if exporter is None and otlp is None and (jaeger_host is not None or jaeger_port is not None):
+        exporter = "udp"  # an explicit agent address beats a pod-wide OTLP variable
+    exporter = exporter or env.get("AIECS_TRACING_EXPORTER")
     if exporter is None:
         exporter = "otlp" if cfg.otlp_endpoint else "udp"
     exporter = str(exporter).strip().lower()
@@ -279,20 +302,22 @@ def _resolve_into(
             value = options.pop(name)
             try:
                 number = int(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise ConfigError(f"{name}={value!r} is not an integer") from None
             if number < 0:
                 raise ConfigError(f"{name}={value!r} must be >= 0")
             setattr(cfg, name, number)
     if "secret_keys" in options:
-        cfg.secret_keys = tuple(str(k).lower() for k in options.pop("secret_keys"))
+        cfg.secret_keys = _key_list("secret_keys", options.pop("secret_keys"))
     if "extra_secret_keys" in options:
-        cfg.secret_keys = cfg.secret_keys + tuple(str(k).lower() for k in options.pop("extra_secret_keys"))
+        cfg.secret_keys = cfg.secret_keys + _key_list("extra_secret_keys", options.pop("extra_secret_keys"))
     if "db_system" in options:
-        cfg.db_system = options.pop("db_system")
-    if "resource_attributes" in options:
-        cfg.resource_attributes.update({str(k): str(v) for k, v in options.pop("resource_attributes").items()})
-    if "process_tags" in options:
-        cfg.process_tags.update({str(k): str(v) for k, v in options.pop("process_tags").items()})
+        value = options.pop("db_system")
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"db_system={value!r} is not a string")
+        cfg.db_system = value
+    for name in ("resource_attributes", "process_tags"):
+        if name in options:
+            getattr(cfg, name).update(_string_mapping(name, options.pop(name)))
     if options:
         raise ConfigError(f"unknown option(s): {', '.join(sorted(options))}")

@@ -79,15 +79,15 @@ class TracingManager:
         self.service_name = cfg.service_name
         self.jaeger_host = cfg.jaeger_host
         self.jaeger_port = cfg.jaeger_port
-        self.enable_tracing = cfg.enabled
         self.tracer: trace.Tracer | None = None
+        self._closed = False
+        self._active = False
+        self.enable_tracing = cfg.enabled
         self.provider: TracerProvider | None = None
         self.processor: BoundedBatchProcessor | None = None
         self.exporter: Any = None
         self.endpoint = "none"
         self.init_error: str | None = cfg.error
-        self._active = False
-        self._closed = False
         self._spans_started = 0
         self._spans_finished = 0
         self._formats = cfg.propagators
@@ -99,6 +99,7 @@ class TracingManager:
             self._init_tracer()
         if self._active:
             _all_managers.add(self)
+            _register_fork_flush(self)
             if cfg.set_default_manager:
                 global _default_manager
                 with _default_lock:
@@ -131,7 +132,7 @@ class TracingManager:
             self.exporter = exporter
             self.provider = provider
             self.tracer = provider.get_tracer("aiecs_tracing", __version__)
-            self._active = True
+            self._active = self._enable_flag
         except Exception as exc:
             self.init_error = f"{type(exc).__name__}: {exc}"
             self.enable_tracing = False
@@ -141,6 +142,16 @@ class TracingManager:
     @property
     def enabled(self) -> bool:
         return self._active
+
+    @property
+    def enable_tracing(self) -> bool:
+        """The seed's switch; setting it to False stops tracing at once (True resumes it)."""
+        return self._enable_flag
+
+    @enable_tracing.setter
+    def enable_tracing(self, value: bool) -> None:
+        self._enable_flag = bool(value)
+        self._active = self._enable_flag and self.tracer is not None and not self._closed
 
     # --- spans ------------------------------------------------------------------------
     def _parent_context(self, parent: Any) -> tuple[Context | None, dict[str, str], bool]:
@@ -320,8 +331,10 @@ class TracingManager:
             pass  # a token from another context (e.g. a generator finalised elsewhere)
 
     # Public names for integrations that manage the current span across callbacks.
-    def attach(self, span: Span) -> object:
+    def attach(self, span: Span | trace.Span) -> object:
         """Make ``span`` current until :meth:`detach` is called with the returned token."""
+        if not isinstance(span, Span):
+            span = Span(span, self, getattr(span, "name", ""))
         return self._attach(span)
 
     def detach(self, token: object) -> None:
@@ -333,7 +346,7 @@ class TracingManager:
         if span is None or not self._active:
             yield span
             return
-        token = self._attach(span)
+        token = self.attach(span)
         try:
             yield span
         finally:
@@ -365,7 +378,13 @@ class TracingManager:
 
     # --- decorators -------------------------------------------------------------------
     def with_tracing(self, operation_name: str | None = None, tags: dict[str, Any] | None = None) -> Callable:
-        """Trace every call of the decorated function (sync, async, generator, async generator)."""
+        """Trace every call of the decorated function (sync, async, generator, async generator).
+
+        ``@tracing.with_tracing("name")``; bare ``@tracing.with_tracing`` names the span
+        after the function.
+        """
+        if callable(operation_name) and not isinstance(operation_name, str):
+            return traced(self, None, tags)(operation_name)
         return traced(self, operation_name, tags)
 
     def trace_database_operation(
@@ -471,7 +490,11 @@ class TracingManager:
         """Export every finished span now; True when all were handed to the exporter."""
         if self.processor is None or self._closed:
             return True
-        return self.processor.force_flush(int(timeout * 1000))
+        try:
+            return self.processor.force_flush(int(float(timeout) * 1000))
+        except Exception as exc:
+            guard.report_error("flush", exc)
+            return False
 
     def close_tracer(self, timeout: float = 5.0) -> None:
         """Flush and shut down; afterwards the manager is a harmless no-op (idempotent)."""
@@ -607,6 +630,35 @@ def _hostname() -> str:
         except Exception:
             _hostname_cache = "unknown"
     return _hostname_cache
+
+
+def _register_fork_flush(manager: TracingManager) -> None:
+    """Flush in ``multiprocessing`` children too: they leave with ``os._exit`` (no atexit).
+
+    A child's ``Process._bootstrap`` clears the finalizers it inherited and then runs the
+    after-fork hooks registered here, which is where the exit flush is registered.
+    """
+    try:
+        import multiprocessing.util
+
+        multiprocessing.util.register_after_fork(manager, _register_child_finalizer)
+    except Exception as exc:
+        guard.report_error("after fork", exc)
+
+
+def _register_child_finalizer(manager: TracingManager) -> None:
+    try:
+        import multiprocessing.util
+
+        multiprocessing.util.Finalize(None, _flush_ref, args=(weakref.ref(manager),), exitpriority=10)
+    except Exception as exc:
+        guard.report_error("after fork", exc)
+
+
+def _flush_ref(ref: weakref.ref[TracingManager]) -> None:
+    manager = ref()
+    if manager is not None and manager._active:
+        manager.flush(timeout=2.0)
 
 
 @atexit.register

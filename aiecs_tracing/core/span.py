@@ -161,9 +161,12 @@ class Span:
         return self
 
     def set_tags(self, tags: dict[str, Any] | None) -> Span:
-        if tags:
-            for key, value in tags.items():
-                self.set_tag(key, value)
+        try:
+            if tags:
+                for key, value in tags.items():
+                    self.set_tag(key, value)
+        except Exception as exc:
+            report_error("span.set_tags", exc)
         return self
 
     def log_kv(self, key_values: dict[str, Any], timestamp: float | None = None) -> Span:
