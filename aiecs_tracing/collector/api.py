@@ -374,6 +374,9 @@ class OtlpHandler(_BaseHandler):
                 length = int(length_text)
             except ValueError:
                 raise ApiError(400, "invalid Content-Length") from None
+            if length < 0:  # read(-1) would read until the client closes: unbounded
+                self.close_connection = True
+                raise ApiError(400, "invalid Content-Length")
             if length > limit:
                 raise ApiError(413, f"request body of {length} bytes exceeds the {limit} byte limit")
             body = self.rfile.read(length)
@@ -397,6 +400,9 @@ class OtlpHandler(_BaseHandler):
             except ValueError:
                 self.close_connection = True
                 raise ApiError(400, "malformed chunked body") from None
+            if size < 0:
+                self.close_connection = True
+                raise ApiError(400, "malformed chunked body")
             if size == 0:
                 while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                     pass  # trailers

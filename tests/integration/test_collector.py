@@ -550,6 +550,16 @@ def test_malformed_and_oversized_bodies_are_refused_and_server_keeps_serving():
             head = sock.recv(4096)
         assert head.startswith(b"HTTP/1.1 413")
 
+        # Negative sizes would mean "read until the client closes": refused before reading.
+        for framing in (b"Content-Length: -1\r\n\r\n", b"Transfer-Encoding: chunked\r\n\r\n-1\r\n"):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(
+                    b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n" + framing
+                )
+                sock.sendall(b"x" * (16 * 1024))  # a body that is never read
+                head = sock.recv(4096)
+            assert head.startswith(b"HTTP/1.1 400"), head[:40]
+
         assert request(port, "POST", "/v2/traces", b"{}", json_type)[0] == 404
         assert request(port, "GET", "/v1/traces")[0] == 405
 
@@ -558,7 +568,7 @@ def test_malformed_and_oversized_bodies_are_refused_and_server_keeps_serving():
         provider.shutdown()
         assert c.wait_for_spans(1, timeout=10) == 1
         stats = api_get(c, "/api/stats")
-        assert stats["rejected_payloads"]["otlp_http"] == len(refused) + 1
+        assert stats["rejected_payloads"]["otlp_http"] == len(refused) + 3
         assert stats["received"]["otlp_http"] == 1
         assert api_get(c, "/api/services")["data"] == ["survivor"]
 
