@@ -507,6 +507,8 @@ class _ManagerState:
         token: Any,
         error: BaseException | None,
     ) -> None:
+        if tracer is not None:
+            tracer.end_message()  # its context token was attached after ours: reset it first
         t.detach(token)
         otel = span._otel
         if tracer is not None:

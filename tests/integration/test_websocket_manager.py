@@ -468,3 +468,52 @@ def test_default_manager_is_resolved_per_connection(sink) -> None:
         set_tracing_manager(previous)
     tracing.flush()
     assert sink.wait_for(1, where=lambda s: s.operation == "websocket ping")
+
+
+def test_no_span_stays_current_after_a_connection_ends():
+    """A handler that returns while a message span is open must leave no span current."""
+    import asyncio as _asyncio
+    import json as _json
+
+    from opentelemetry import trace
+
+    from aiecs_tracing import TracingManager
+    from aiecs_tracing.integrations.websocket import instrument_websocket_manager
+
+    tracing = TracingManager("leak", exporter="memory", set_global_provider=False, set_default_manager=False)
+
+    class FakeWS:
+        remote_address = ("127.0.0.1", 5555)
+        close_code = 1000
+
+        def __init__(self):
+            self.queue = [_json.dumps({"action": "ping"})]
+
+        async def recv(self):
+            return self.queue.pop(0)
+
+        async def send(self, message):
+            pass
+
+    class Manager:
+        server = None
+
+        async def _handle_client_connection(self, websocket, path=None):
+            _json.loads(await websocket.recv())
+            await websocket.send(_json.dumps({"type": "pong"}))
+
+        async def broadcast_message(self, message):
+            pass
+
+    manager = instrument_websocket_manager(Manager(), tracing=tracing)
+
+    async def main():
+        await manager._handle_client_connection(FakeWS(), "/ws")
+        assert not trace.get_current_span().get_span_context().is_valid
+        await manager.broadcast_message({"type": "x"})
+
+    _asyncio.run(main())
+    tracing.flush()
+    spans = {s.name: s for s in tracing.exporter.get_finished_spans()}
+    assert spans["websocket broadcast"].parent is None  # not the closed connection's child
+    tracing.close_tracer()
