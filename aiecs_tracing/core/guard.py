@@ -9,6 +9,7 @@ adapter costs a log line, not a log flood, and never an exception in user code.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,6 +59,16 @@ def error_counts() -> dict[str, int]:
 def last_error() -> str | None:
     with _lock:
         return _last_error
+
+
+def _reinit_lock_after_fork() -> None:
+    # A fork while another thread held the lock would leave the child's copy locked forever.
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_lock_after_fork)
 
 
 def _reset_for_tests() -> None:
