@@ -8,7 +8,7 @@ three; each round ends with a flush inside the timed region so export work is pa
 The table shows medians.
 
 Part 2 (requests/s under uvicorn): the bare app and ours, each in its own uvicorn
-subprocess on 127.0.0.1, loaded in alternating rounds by a small keep-alive HTTP/1.1
+subprocess on 127.0.0.1, loaded in alternating rounds (order rotated each round) by a small keep-alive HTTP/1.1
 client (raw asyncio sockets, several connections) in this process.
 
 Targets (issue 3): our added cost <= 1/4 of OpenTelemetry's; throughput >= 0.85x bare.
@@ -179,8 +179,11 @@ def in_process(rounds: int, n: int) -> dict[str, float]:
         for app, flush in variants.values():  # warm-up: build middleware stacks, caches
             loop.run_until_complete(drive(app, 300, flush))
         samples: dict[str, list[float]] = {name: [] for name in variants}
-        for _ in range(rounds):
-            for name, (app, flush) in variants.items():
+        names = list(variants)
+        for round_no in range(rounds):
+            order = names[round_no % len(names) :] + names[: round_no % len(names)]  # rotated
+            for name in order:
+                app, flush = variants[name]
                 samples[name].append(loop.run_until_complete(drive(app, n, flush)))
     finally:
         loop.close()
@@ -292,8 +295,12 @@ def throughput(rounds: int, requests: int, connections: int) -> tuple[dict[str, 
         cpu: dict[str, list[float]] = {kind: [] for kind in procs}
         for _proc, port in procs.values():  # warm-up
             asyncio.run(load(port, max(200, requests // 10), connections))
-        for _ in range(rounds):
-            for kind, (proc, port) in procs.items():
+        kinds = list(procs)
+        for round_no in range(rounds):
+            # rotate the order each round: no variant always runs first (or right after another)
+            order = kinds[round_no % len(kinds) :] + kinds[: round_no % len(kinds)]
+            for kind in order:
+                proc, port = procs[kind]
                 before = cpu_seconds(proc.pid)
                 samples[kind].append(asyncio.run(load(port, requests, connections)))
                 time.sleep(0.05)  # let the export thread catch up: its CPU belongs to this round

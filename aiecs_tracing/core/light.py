@@ -3,15 +3,17 @@
 Why: on a request or a task publish, the SDK's mutable ``Span`` (locks, bounded
 containers re-validating attributes that are plain already, start-time processor calls) is
 most of tracing's cost. A light span uses the manager's own provider pieces - sampler, id
-generator, resource, span processors, instrumentation scope - and hands the processors the
-same ``ReadableSpan`` the SDK builds at ``end()``. It is a complete
+generator, resource, span processors, instrumentation scope - and, at ``end()``, hands the
+processors itself: a ``ReadableSpan`` (like the SDK's ``Span``) whose fields no longer change
+(no per-span copy). It is a complete
 ``opentelemetry.trace.Span``: it can be current, so children (decorators, httpx, any
 OpenTelemetry instrumentation) parent to it, and ``tracing.get_active_span().set_tag()``
 lands on it. Processors' ``on_start`` is not called for it (the core's processor does
 nothing there). Where the provider does not have the expected shape, the manager falls
 back to a regular span, so behaviour never depends on which path was taken.
 
-Integrations reach it through ``TracingManager.start_light_span``; nothing else touches
+Integrations reach it through ``TracingManager.start_light_span`` (or, for a server span
+whose parent comes from headers, :func:`start_light_from_remote`); nothing else touches
 the SDK's internals.
 """
 
@@ -70,11 +72,16 @@ class LightSource:
         )
 
 
-class LightSpan(trace.Span):
-    """A recording span whose finished form is the SDK's own ``ReadableSpan``."""
+class LightSpan(trace.Span, ReadableSpan):
+    """A recording span that, once ended, is itself the SDK ``ReadableSpan`` the processors get.
 
-    __slots__ = ("_name", "_kind", "_context", "_parent", "_attributes", "_events", "_status", "_start",
-                 "_end", "_source")
+    As the SDK's own ``Span`` is: the ``ReadableSpan`` fields under their own names, frozen at
+    ``end()`` (every mutator checks ``_end_time``), so no copy is built per span.
+    """
+
+    __slots__ = ("_source",)
+    _links = ()
+    _instrumentation_info = None
 
     def __init__(
         self,
@@ -93,8 +100,16 @@ class LightSpan(trace.Span):
         self._events: list[Event] = []
         self._status = _UNSET_STATUS
         self._source = source  # None: not sampled, nothing is recorded
-        self._start = time_ns()
-        self._end: int | None = None if source is not None else self._start
+        self._start_time = time_ns()
+        self._end_time: int | None = None if source is not None else self._start_time
+
+    @property
+    def _resource(self) -> Any:  # ReadableSpan's fields, from the provider's pieces
+        return self._source.resource if self._source is not None else None
+
+    @property
+    def _instrumentation_scope(self) -> Any:
+        return self._source.scope if self._source is not None else None
 
     @property
     def name(self) -> str:
@@ -104,22 +119,22 @@ class LightSpan(trace.Span):
         return self._context
 
     def is_recording(self) -> bool:
-        return self._end is None
+        return self._end_time is None
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
-        if self._end is None:
+        if self._end_time is None:
             for key, value in attributes.items():
                 self.set_attribute(key, value)
 
     def set_plain_attributes(self, attributes: dict[str, Any]) -> None:
         """Attributes already known to be plain values (the integrations' own): no checks."""
-        if self._end is None and len(self._attributes) + len(attributes) <= _MAX_ATTRIBUTES:
+        if self._end_time is None and len(self._attributes) + len(attributes) <= _MAX_ATTRIBUTES:
             self._attributes.update(attributes)
         else:
             self.set_attributes(attributes)
 
     def set_attribute(self, key: str, value: Any) -> None:
-        if self._end is not None or not key or not isinstance(key, str):
+        if self._end_time is not None or not key or not isinstance(key, str):
             return
         attributes = self._attributes
         if len(attributes) >= _MAX_ATTRIBUTES and key not in attributes:
@@ -142,18 +157,18 @@ class LightSpan(trace.Span):
         attributes[key] = value
 
     def add_event(self, name: str, attributes: Any = None, timestamp: int | None = None) -> None:
-        if self._end is None and len(self._events) < _MAX_EVENTS:
+        if self._end_time is None and len(self._events) < _MAX_EVENTS:
             self._events.append(Event(name, attributes, timestamp))
 
     def add_link(self, context: trace.SpanContext, attributes: Any = None) -> None:
         pass  # links are given at start; light spans take none
 
     def update_name(self, name: str) -> None:
-        if self._end is None:
+        if self._end_time is None:
             self._name = name
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
-        if self._end is not None or self._status.status_code is StatusCode.OK:
+        if self._end_time is not None or self._status.status_code is StatusCode.OK:
             return
         new = status if isinstance(status, Status) else Status(status, description)
         if new.status_code is not StatusCode.UNSET:
@@ -175,31 +190,16 @@ class LightSpan(trace.Span):
         self.add_event("exception", event, timestamp)
 
     def end(self, end_time: int | None = None) -> None:
-        if self._end is not None:
+        if self._end_time is not None:
             return
-        self._end = end = end_time if end_time is not None else time_ns()
+        self._end_time = end_time if end_time is not None else time_ns()
         source = self._source
-        readable = ReadableSpan(
-                self._name,
-                self._context,
-                self._parent,
-                source.resource,  # type: ignore[union-attr]
-                self._attributes,
-                tuple(self._events) if self._events else (),
-                (),
-                self._kind,
-                None,
-                self._status,
-                self._start,
-                end,
-                source.scope,  # type: ignore[union-attr]
-            )
         multi = source.multi  # type: ignore[union-attr]
         if multi is not None:
             for processor in multi._span_processors:
-                processor.on_end(readable)
+                processor.on_end(self)
         else:
-            source.processor.on_end(readable)  # type: ignore[union-attr]
+            source.processor.on_end(self)  # type: ignore[union-attr]
 
 
 def start_light(

@@ -74,7 +74,9 @@ class BoundedBatchProcessor(SpanProcessor):
             if self._thread is None:
                 self._start_thread()
             if len(queue) >= self.max_export_batch_size:
-                self._wake.set()
+                wake = self._wake
+                if not wake.is_set():  # set() takes a lock: once per wake-up, not once per span
+                    wake.set()
         except Exception as exc:
             report_error("span processor", exc)
 
