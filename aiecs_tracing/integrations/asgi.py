@@ -377,8 +377,11 @@ class TracingMiddleware:
             cached = self._route_template(route, current_root, root_path)
             if cached is None:
                 return None, method
-        template = cached[3]
-        return template, f"{method} {template}"
+        template, names = cached[3], cached[4]
+        span_name = names.get(method)
+        if span_name is None:  # one string per (route, method), not one per request
+            span_name = names[method] = f"{method} {template}"
+        return template, span_name
 
     def _route_template(self, route: Any, current_root: str, root_path: str) -> tuple | None:
         path = getattr(route, "path", None)
@@ -387,7 +390,7 @@ class TracingMiddleware:
         # a Mount on the way moved its (concrete) prefix from the path into root_path
         prefix = current_root[len(root_path) :] if current_root.startswith(root_path) else ""
         template = (f"{prefix}/{{path}}" if _is_mount(route) else f"{prefix}{path}") or "/"
-        entry = (route, current_root, root_path, template)
+        entry = (route, current_root, root_path, template, {})
         if len(self._routes) >= _CACHE_MAX:
             self._routes.clear()
         self._routes[id(route)] = entry
@@ -422,6 +425,23 @@ class TracingMiddleware:
         if self.traceresponse_jaeger:
             flags_j = 1 if sc.trace_flags & 1 else 0
             headers.append((b"uber-trace-id", f"{sc.trace_id:x}:{sc.span_id:x}:0:{flags_j:x}".encode()))
+
+    def _set_outcome(self, span: Span, scope: Scope, name: str, root_path: str, code: int) -> None:
+        """Routing has happened by now: name the span by the route, record the status, once."""
+        template, span_name = self._route_name(scope, name, root_path)
+        otel = span._otel
+        outcome: dict[str, Any] = {"http.response.status_code": code, "http.status_code": code}
+        if template is not None:
+            outcome["http.route"] = template
+            span.operation_name = span_name
+            otel.update_name(span_name)
+        if type(otel) is LightSpan:
+            otel.set_plain_attributes(outcome)  # our own plain values: no per-value checks
+        else:
+            otel.set_attributes(outcome)
+        if code >= 500:
+            otel.set_attribute("error.type", str(code))
+            span.set_status_error(f"HTTP {code}")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("app") is not self._seen_app:
@@ -460,22 +480,7 @@ class TracingMiddleware:
         status = 0
         trailers = False
         otel = span._otel
-
-        def set_outcome(code: int) -> None:
-            # routing has happened by now: name the span by the route, record the status, once
-            template, span_name = self._route_name(scope, name, root_path)
-            outcome: dict[str, Any] = {"http.response.status_code": code, "http.status_code": code}
-            if template is not None:
-                outcome["http.route"] = template
-                span.operation_name = span_name
-                otel.update_name(span_name)
-            if type(otel) is LightSpan:
-                otel.set_plain_attributes(outcome)  # our own plain values: no per-value checks
-            else:
-                otel.set_attributes(outcome)
-            if code >= 500:
-                otel.set_attribute("error.type", str(code))
-                span.set_status_error(f"HTTP {code}")
+        set_outcome = self._set_outcome
 
         async def traced_send(message: Message) -> None:
             nonlocal status, trailers
@@ -488,7 +493,7 @@ class TracingMiddleware:
                 try:
                     status = message["status"]
                     trailers = bool(message.get("trailers", False))
-                    set_outcome(status)
+                    set_outcome(span, scope, name, root_path, status)
                     if self.response_headers:
                         captured: dict[str, Any] = {}
                         self._capture(message.get("headers") or (), self.response_headers, "http.response.header.", captured)
@@ -517,14 +522,18 @@ class TracingMiddleware:
                 raise
             span.finish()
 
-        token = _attach(tracing, span)
+        try:
+            token = tracing._attach(span)
+        except Exception as exc:  # the request goes on, untraced below this point
+            report_error("asgi attach", exc)
+            token = None
         try:
             await self.app(scope, receive, traced_send)
         except BaseException as exc:
             if not span.finished:
                 try:
                     if not status:
-                        set_outcome(500)
+                        set_outcome(span, scope, name, root_path, 500)
                     span.record_exception(exc)
                 except Exception as err:
                     report_error("asgi request error", err)
@@ -537,7 +546,7 @@ class TracingMiddleware:
             if not status:
                 # the app returned without a response: the server answers 500 on its own
                 try:
-                    set_outcome(500)
+                    set_outcome(span, scope, name, root_path, 500)
                     otel.set_attribute("error.type", "incomplete_response")
                     span.set_status_error("the application returned without sending a response")
                 except Exception as exc:
