@@ -27,7 +27,10 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
+
+from ..light import LightSpan
 
 __all__ = [
     "MESSAGE_OVERHEAD_MAX",
@@ -404,6 +407,8 @@ def _span_attributes(span: Any) -> Mapping[str, Any]:
 
 
 _EMPTY: Mapping[str, Any] = {}
+# Types whose ``_field``s are exactly what their properties return (properties cost a call each).
+_FIELD_TYPES = frozenset({ReadableSpan, LightSpan})
 _last_scope: tuple[Any, tuple[bytes, ...]] = (None, ())
 _scope_tags_cache: dict[tuple[str, str | None], tuple[bytes, ...]] = {}
 
@@ -426,11 +431,17 @@ def _scope_tags(scope: Any) -> tuple[bytes, ...]:
 
 def _encode_span(span: Any, policy: TruncationPolicy | None) -> bytes:
     """One pass over the span appending ready-made byte pieces; joined once at the end."""
-    context = span.context
+    if type(span) in _FIELD_TYPES:  # the SDK's ReadableSpan (or the light span): its fields, no properties
+        context, parent, name, links = span._context, span._parent, span._name, span._links
+        start_ns, end_ns, kind, status = span._start_time, span._end_time, span._kind, span._status
+        events, scope = span._events, span._instrumentation_scope
+    else:
+        context, parent, name, links = span.context, span.parent, span.name, span.links
+        start_ns, end_ns, kind, status = span.start_time, span.end_time, span.kind, span.status
+        events, scope = span.events, span.instrumentation_scope
     trace_fields = _trace_id_fields(context.trace_id)
     max_str = policy.max_str if policy is not None else None
 
-    parent = span.parent
     parts = [trace_fields, b"\x16", _span_id_varint(context.span_id)]
     references: list[bytes] = []
     if parent is not None and parent.span_id:
@@ -441,9 +452,8 @@ def _encode_span(span: Any, policy: TruncationPolicy | None) -> bytes:
     else:
         parts.append(b"\x16\x00")
     parts.append(b"\x18")
-    parts.append(_string(_utf8(_cut(span.name or "", max_str))))
+    parts.append(_string(_utf8(_cut(name or "", max_str))))
 
-    links = span.links
     for link in links:
         link_context = link.context
         references.append(
@@ -462,8 +472,8 @@ def _encode_span(span: Any, policy: TruncationPolicy | None) -> bytes:
         parts.append(b"\x25")  # flags: delta 2 from field 5
     parts.append(b"\x02" if context.trace_flags & 1 else b"\x00")  # zigzag(1) / zigzag(0)
 
-    start_ns = span.start_time or 0
-    end_ns = span.end_time or start_ns
+    start_ns = start_ns or 0
+    end_ns = end_ns or start_ns
     start_us = start_ns // 1000
     duration_us = end_ns // 1000 - start_us
     parts.append(b"\x16")
@@ -480,9 +490,9 @@ def _encode_span(span: Any, policy: TruncationPolicy | None) -> bytes:
         cached_pair = _PAIR_CACHE.get
         append = parts.append
         for key, value in attributes.items():
-            kind = type(value)
-            if kind is str or kind is int or kind is bool:
-                cached = cached_pair((key, kind, value))
+            value_type = type(value)
+            if value_type is str or value_type is int or value_type is bool:
+                cached = cached_pair((key, value_type, value))
                 if cached is not None:
                     append(cached)
                     continue
@@ -494,10 +504,9 @@ def _encode_span(span: Any, policy: TruncationPolicy | None) -> bytes:
                 break
             parts.append(_tag(key, value, max_str))
 
-    kind_tag = _KIND_TAGS.get(span.kind)
+    kind_tag = _KIND_TAGS.get(kind)
     if kind_tag is not None and "span.kind" not in attributes:
         parts.append(kind_tag)
-    status = span.status
     status_code = status.status_code
     if status_code is StatusCode.ERROR:
         if "error" not in attributes:
@@ -507,7 +516,6 @@ def _encode_span(span: Any, policy: TruncationPolicy | None) -> bytes:
             parts.append(_tag("otel.status_description", status.description, max_str))
     elif status_code is StatusCode.OK:
         parts.append(_STATUS_OK_TAG)
-    scope = span.instrumentation_scope
     if scope is not None:
         global _last_scope
         last = _last_scope  # (scope, tags), swapped whole: safe with several exporting threads
@@ -515,7 +523,6 @@ def _encode_span(span: Any, policy: TruncationPolicy | None) -> bytes:
             last = _last_scope = (scope, _scope_tags(scope))
         parts.extend(last[1])
 
-    events = span.events
     if policy is not None:
         parts.extend(_truncation_note(policy, attributes, events))
     parts[tags_at] = _list_header(len(parts) - tags_at - 1, _CT_STRUCT)
