@@ -82,6 +82,8 @@ class LightSpan(trace.Span, ReadableSpan):
     __slots__ = ("_source",)
     _links = ()
     _instrumentation_info = None
+    _resource = None  # set per span when recorded (the provider's), read by exporters
+    _instrumentation_scope = None
 
     def __init__(
         self,
@@ -102,14 +104,9 @@ class LightSpan(trace.Span, ReadableSpan):
         self._source = source  # None: not sampled, nothing is recorded
         self._start_time = time_ns()
         self._end_time: int | None = None if source is not None else self._start_time
-
-    @property
-    def _resource(self) -> Any:  # ReadableSpan's fields, from the provider's pieces
-        return self._source.resource if self._source is not None else None
-
-    @property
-    def _instrumentation_scope(self) -> Any:
-        return self._source.scope if self._source is not None else None
+        if source is not None:  # ReadableSpan's fields, from the provider's pieces
+            self._resource = source.resource
+            self._instrumentation_scope = source.scope
 
     @property
     def name(self) -> str:
