@@ -262,3 +262,13 @@ def test_multiprocessing_child_spans_arrive(sink):
 def _trace_in_child(t):
     with t.span("in-mp-child"):
         pass  # no explicit flush: the child leaves through multiprocessing's os._exit
+
+
+def test_flush_honours_its_timeout_when_the_backend_hangs():
+    t = TracingManager("stuck-flush", span_exporter=_StuckExporter(), set_global_provider=False,
+                       set_default_manager=False)
+    t.finish_span(t.start_span("s"))
+    started = time.monotonic()
+    assert t.flush(timeout=0.3) is False
+    assert time.monotonic() - started < 2
+    t.close_tracer(timeout=0.3)

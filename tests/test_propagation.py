@@ -182,3 +182,16 @@ def test_propagators_option_limits_formats():
     assert "traceparent" in carrier and "uber-trace-id" not in carrier
     assert t.extract_span_context({"uber-trace-id": "1:2:0:1"}) is None
     t.close_tracer()
+
+
+def test_hostile_baggage_keys_never_become_header_names(tracing):
+    ctx = tracing.extract_span_context(
+        {"traceparent": f"00-{TRACE:032x}-{SPAN:016x}-01", "baggage": "a%20b=1,c%0D%0AX-Evil=2,ok=3"}
+    )
+    assert ctx.baggage == {"ok": "3"}
+    span = tracing.start_span("child", parent_span=ctx)
+    span.set_baggage_item("bad key\r\nX-Injected", "v")
+    carrier: dict[str, str] = {}
+    tracing.inject_span_context(span, carrier)
+    assert all(" " not in k and "\r" not in k and "\n" not in k for k in carrier)
+    assert carrier["uberctx-ok"] == "3"

@@ -81,25 +81,39 @@ class BoundedBatchProcessor(SpanProcessor):
             report_error("span processor", exc)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Export everything queued now, in the caller's thread."""
+        """Export everything queued now; wait at most the timeout (False when it ran out).
+
+        The export runs in a daemon thread joined with the timeout: an exporter retrying a
+        backend that is down (OTLP) must not hold the caller, a worker exiting or the
+        interpreter at exit, longer than asked.
+        """
+        done = threading.Event()
+        outcome = [False]
+
+        def run() -> None:
+            try:
+                outcome[0] = self._drain(deadline_seconds=None)
+            except Exception as exc:
+                report_error("span flush", exc)
+            finally:
+                done.set()
+
         try:
-            return self._drain(deadline_seconds=timeout_millis / 1000.0)
-        except Exception as exc:
+            threading.Thread(target=run, name="aiecs-tracing-flush", daemon=True).start()
+        except Exception as exc:  # no threads left (interpreter shutting down): flush inline
             report_error("span flush", exc)
-            return False
+            run()
+        return done.wait(max(0.0, timeout_millis / 1000.0)) and outcome[0]
 
     def shutdown(self, timeout_millis: int = 5000) -> None:
         """Flush what is queued, but never hold the process (at exit) longer than the timeout.
 
-        The flush runs in a daemon thread joined with the timeout, so a backend that is down
-        while the app exits costs at most ``timeout_millis``, not the exporter's retry budget.
+        A backend that is down while the app exits costs at most ``timeout_millis``, not the
+        exporter's retry budget (see :meth:`force_flush`).
         """
         if self._shutdown:
             return
-        flusher = threading.Thread(target=self.force_flush, args=(timeout_millis,), daemon=True)
-        flusher.start()
-        flusher.join(timeout=max(0.05, timeout_millis / 1000.0))
-        if flusher.is_alive():
+        if not self.force_flush(max(50, timeout_millis)) and self._queue:
             self._count_drop(len(self._queue), "the exporter did not finish before shutdown")
         self._shutdown = True
         self._wake.set()

@@ -81,7 +81,8 @@ def inject_fields(
         flags = (1 if sampled else 0) | (2 if debug and sampled else 0)
         carrier[UBER_TRACE_ID] = f"{trace_id:x}:{span_id:x}:0:{flags:x}"
         for key, value in baggage.items():
-            carrier[UBERCTX_PREFIX + key] = quote(value, safe="")
+            if _BAGGAGE_KEY_RE.match(key):  # a header name must stay a token (no spaces, no CR/LF)
+                carrier[UBERCTX_PREFIX + key] = quote(value, safe="")
 
 
 def _lowercase_view(carrier: Mapping[str, Any]) -> dict[str, str]:
@@ -157,7 +158,9 @@ def _parse_baggage_header(value: str, into: dict[str, str]) -> None:
         key, _, val = item.partition("=")
         key = key.strip()
         if _BAGGAGE_KEY_RE.match(key):
-            into[unquote(key)] = unquote(val.strip())
+            key = unquote(key)
+            if _BAGGAGE_KEY_RE.match(key):  # still a token once decoded ("a%20b" is not)
+                into[key] = unquote(val.strip())
 
 
 def extract_headers(carrier: Any, formats: Iterable[str] = ALL_FORMATS) -> SpanContext | None:
@@ -201,6 +204,8 @@ def extract_headers(carrier: Any, formats: Iterable[str] = ALL_FORMATS) -> SpanC
     if "jaeger" in formats:
         for key, value in headers.items():
             if key.startswith(UBERCTX_PREFIX) and len(baggage) < MAX_BAGGAGE_ITEMS:
-                baggage.setdefault(key[len(UBERCTX_PREFIX) :], unquote(value))
+                name = key[len(UBERCTX_PREFIX) :]
+                if _BAGGAGE_KEY_RE.match(name):
+                    baggage.setdefault(name, unquote(value))
     result.baggage = baggage
     return result

@@ -107,6 +107,11 @@ _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 _param_cache: dict[str, bool] = {}
 
 
+def _is_sensitive_header(name: str) -> bool:
+    """Known credential headers, and any whose name looks secret (``private-token``)."""
+    return name in SENSITIVE_HEADERS or is_secret_key(name, _QUERY_SECRET_WORDS)
+
+
 def is_sensitive_param(name: str) -> bool:
     """Whether a query parameter's value must not reach a span (``token``, ``api_key``, ``sig``...)."""
     cached = _param_cache.get(name)
@@ -359,7 +364,7 @@ class TracingMiddleware:
         for key, value in headers:
             name = allow.get(key.lower())
             if name is not None:
-                text = REDACTED if name in SENSITIVE_HEADERS else value.decode("latin-1")
+                text = REDACTED if _is_sensitive_header(name) else value.decode("latin-1")
                 found.setdefault(name, []).append(text)
         for name, values in found.items():
             into[prefix + name] = values
@@ -574,6 +579,7 @@ class TracingMiddleware:
             conn.failed(exc)
             raise
         finally:
+            conn._end_received()  # its context token was attached after ours: reset it first
             if token is not None:
                 tracing._detach(token)
             conn.finish()

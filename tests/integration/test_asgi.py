@@ -576,3 +576,53 @@ def test_regular_span_path_still_works(service, sink):
 def _regular_init(self, *args, **kwargs):
     TracingMiddleware.__init__(self, *args, **kwargs)
     self.light_spans = False
+
+
+def test_websocket_leaves_no_span_current_and_secret_looking_headers_are_redacted():
+    import asyncio as _asyncio
+
+    from opentelemetry import trace
+
+    from aiecs_tracing import TracingManager
+    from aiecs_tracing.integrations.asgi import TracingMiddleware
+
+    tracing = TracingManager("ws-leak", exporter="memory", set_global_provider=False, set_default_manager=False)
+
+    async def app(scope, receive, send):
+        if scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.accept"})
+            message = await receive()
+            await send({"type": "websocket.send", "text": "echo " + message["text"]})
+        else:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+    middleware = TracingMiddleware(app, tracing=tracing, capture_request_headers=["private-token", "accept"])
+
+    async def main():
+        messages = [{"type": "websocket.connect"}, {"type": "websocket.receive", "text": "hi"}]
+
+        async def receive():
+            return messages.pop(0)
+
+        async def send(message):
+            pass
+
+        scope = {"type": "websocket", "path": "/ws", "headers": [(b"host", b"svc")], "query_string": b""}
+        await middleware(scope, receive, send)
+        assert not trace.get_current_span().get_span_context().is_valid
+
+        async def http_receive():
+            return {"type": "http.request", "body": b""}
+
+        http_scope = {"type": "http", "method": "GET", "path": "/x", "query_string": b"", "scheme": "http",
+                      "headers": [(b"host", b"svc"), (b"private-token", b"glpat-SECRET"), (b"accept", b"*/*")]}
+        await middleware(http_scope, http_receive, send)
+
+    _asyncio.run(main())
+    tracing.flush()
+    (http_span,) = [s for s in tracing.exporter.get_finished_spans() if s.name.startswith("GET")]
+    assert list(http_span.attributes["http.request.header.private-token"]) == ["[REDACTED]"]
+    assert list(http_span.attributes["http.request.header.accept"]) == ["*/*"]
+    tracing.close_tracer()
