@@ -40,6 +40,7 @@ from opentelemetry.trace import Link, SpanKind
 from ..core.guard import report_error
 from ..core.manager import TracingManager, get_tracing_manager
 from ..core.span import Span
+from ._instance import restore_instance, set_instance_wrappers
 
 __all__ = ["instrument_socketio", "uninstrument_socketio", "trace_carrier", "CARRIER_KEY"]
 
@@ -650,11 +651,8 @@ def instrument_socketio(
     originals = {name: getattr(sio, name) for name in _HOOKS}
     is_async = bool(getattr(sio, "is_asyncio_based", lambda: False)())
     wrappers = _async_hooks(state, originals) if is_async else _sync_hooks(state, originals)
-    instance = vars(sio)
-    for name, wrapper in wrappers.items():
-        state.originals[name] = instance.get(name)
-        state.wrappers[name] = wrapper
-        setattr(sio, name, wrapper)
+    state.originals.update(set_instance_wrappers(sio, wrappers))
+    state.wrappers.update(wrappers)
     setattr(sio, _STATE_ATTR, state)
     return sio
 
@@ -664,14 +662,7 @@ def uninstrument_socketio(sio: Any) -> Any:
     state: _State | None = vars(sio).pop(_STATE_ATTR, None)
     if state is None:
         return sio
-    instance = vars(sio)
-    for name, wrapper in state.wrappers.items():
-        if instance.get(name) is wrapper:
-            previous = state.originals.get(name)
-            if previous is None:
-                del instance[name]
-            else:
-                instance[name] = previous
+    restore_instance(sio, state.wrappers, state.originals)
     for conn in list(state.connections.values()):
         try:
             conn.span._otel.set_attribute("socketio.uninstrumented", True)

@@ -49,6 +49,7 @@ from opentelemetry.trace import Link, SpanKind
 from ..core.guard import report_error
 from ..core.manager import TracingManager, get_tracing_manager
 from ..core.span import Span
+from ._instance import restore_instance, set_instance_wrappers
 
 __all__ = [
     "instrument_websocket_manager",
@@ -165,16 +166,13 @@ class _ConnectionTracer:
     # install / uninstall
     def install(self) -> None:
         ws = self.ws
-        instance = vars(ws)
         recv, send = ws.recv, ws.send
         if inspect.iscoroutinefunction(recv):
             wrappers = {"recv": self._async_recv(recv), "send": self._async_send(send)}
         else:
             wrappers = {"recv": self._sync_recv(recv), "send": self._sync_send(send)}
-        for attr, wrapper in wrappers.items():
-            self._previous[attr] = instance.get(attr)
-            self._wrappers[attr] = wrapper
-            setattr(ws, attr, wrapper)
+        self._previous.update(set_instance_wrappers(ws, wrappers))
+        self._wrappers.update(wrappers)
         setattr(ws, _CONN_ATTR, self)
 
     def uninstall(self) -> None:
@@ -182,13 +180,7 @@ class _ConnectionTracer:
         instance = vars(self.ws)
         if instance.get(_CONN_ATTR) is self:
             del instance[_CONN_ATTR]
-        for attr, wrapper in self._wrappers.items():
-            if instance.get(attr) is wrapper:
-                previous = self._previous.get(attr)
-                if previous is None:
-                    del instance[attr]
-                else:
-                    instance[attr] = previous
+        restore_instance(self.ws, self._wrappers, self._previous)
 
     # message spans
     def end_message(self) -> None:
@@ -712,11 +704,8 @@ def instrument_websocket_manager(
     heartbeat = getattr(manager, "send_heartbeat", None)
     if inspect.iscoroutinefunction(heartbeat):
         wrappers["send_heartbeat"] = state.wrap_heartbeat(heartbeat)
-    instance = vars(manager)
-    for name, wrapper in wrappers.items():
-        state.previous[name] = instance.get(name)
-        state.wrappers[name] = wrapper
-        setattr(manager, name, wrapper)
+    state.previous.update(set_instance_wrappers(manager, wrappers))
+    state.wrappers.update(wrappers)
     setattr(manager, _MANAGER_ATTR, state)
     return manager
 
@@ -727,12 +716,5 @@ def uninstrument_websocket_manager(manager: Any) -> Any:
     if state is None:
         return manager
     state.active = False
-    instance = vars(manager)
-    for name, wrapper in state.wrappers.items():
-        if instance.get(name) is wrapper:
-            previous = state.previous.get(name)
-            if previous is None:
-                del instance[name]
-            else:
-                instance[name] = previous
+    restore_instance(manager, state.wrappers, state.previous)
     return manager
