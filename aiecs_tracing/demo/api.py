@@ -12,7 +12,6 @@ Run: ``python -m aiecs_tracing.demo.api --fd N`` (or ``--host H --port P``).
 
 from __future__ import annotations
 
-import argparse
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,8 +27,7 @@ from .common import (
     configure_logging,
     make_tracing,
     new_fastapi,
-    serve_asgi,
-    watch_parent,
+    run_service,
 )
 from .db import TaskStore
 
@@ -131,15 +129,7 @@ def create_app(settings: DemoSettings | None = None) -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--fd", type=int, default=None, help="listening socket inherited from the runner")
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="address to bind without --fd (0.0.0.0 in a container)"
-    )
-    parser.add_argument("--port", type=int, default=8000)
-    args = parser.parse_args(argv)
-    watch_parent()
-    serve_asgi(create_app(), args.fd, args.host, args.port)
+    run_service(create_app, __doc__, 8000, argv)
 
 
 if __name__ == "__main__":

@@ -144,6 +144,21 @@ def serve_asgi(app: Any, fd: int | None, host: str = "127.0.0.1", port: int = 80
         server.run()
 
 
+def run_service(create_app: Any, description: str | None, default_port: int, argv: list[str] | None) -> None:
+    """The command line of a demo web service: bind (or inherit) a socket and serve ``create_app()``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--fd", type=int, default=None, help="listening socket inherited from the runner")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind without --fd (0.0.0.0 in a container)"
+    )
+    parser.add_argument("--port", type=int, default=default_port)
+    args = parser.parse_args(argv)
+    watch_parent()
+    serve_asgi(create_app(), args.fd, args.host, args.port)
+
+
 def new_fastapi(**kwargs: Any) -> Any:
     """``FastAPI(**kwargs)`` with FastAPI's own OpenTelemetry spans off, where it has them.
 

@@ -11,7 +11,6 @@ Run: ``python -m aiecs_tracing.demo.ml_service --fd N`` (or ``--host H --port P`
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import random
 from collections.abc import AsyncIterator
@@ -20,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .common import configure_logging, make_tracing, new_fastapi, serve_asgi, watch_parent
+from .common import configure_logging, make_tracing, new_fastapi, run_service
 
 MODEL = "aiecs-small-2"
 
@@ -98,15 +97,7 @@ def create_app() -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--fd", type=int, default=None, help="listening socket inherited from the runner")
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="address to bind without --fd (0.0.0.0 in a container)"
-    )
-    parser.add_argument("--port", type=int, default=8001)
-    args = parser.parse_args(argv)
-    watch_parent()
-    serve_asgi(create_app(), args.fd, args.host, args.port)
+    run_service(create_app, __doc__, 8001, argv)
 
 
 if __name__ == "__main__":
