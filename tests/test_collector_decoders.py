@@ -7,20 +7,15 @@ thrift code for the UDP path, and protobuf's own JSON mapping for OTLP JSON vs p
 from __future__ import annotations
 
 import base64
-import io
 import json
 import math
-import types
 
 import pytest
 from google.protobuf.json_format import MessageToDict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from jaeger_client.thrift_gen.agent import Agent
 from jaeger_client.thrift_gen.jaeger import ttypes as jaeger
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from thrift.protocol import TCompactProtocol
-from thrift.transport import TTransport
 
 from aiecs_tracing.collector.api import (
     ApiError,
@@ -47,6 +42,7 @@ from aiecs_tracing.collector.model import (
 from aiecs_tracing.collector.otlp import OtlpDecodeError, decode_json, decode_protobuf, pack_protobuf
 from aiecs_tracing.collector.packing import pack_record, unpack
 from aiecs_tracing.collector.thrift_compact import ThriftDecodeError, decode_emit_batch, decode_message
+from tests.wire import encode_with_jaeger_client
 
 i64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 nonzero_i64 = i64.filter(bool)
@@ -57,21 +53,6 @@ finite = st.floats(allow_nan=False, allow_infinity=False)
 # --------------------------------------------------------------------------- thrift compact vs jaeger-client
 
 
-class _Capture(TTransport.TMemoryBuffer):
-    def __init__(self) -> None:
-        super().__init__()
-        self.datagrams: list[bytes] = []
-        self.io_loop = types.SimpleNamespace(spawn_callback=lambda _callback: None)
-
-    def flush(self) -> None:
-        self.datagrams.append(self.getvalue())
-        self._buffer = io.BytesIO()
-
-
-def encode_with_jaeger_client(batch: jaeger.Batch) -> bytes:
-    transport = _Capture()
-    Agent.Client(transport, TCompactProtocol.TCompactProtocolFactory()).emitBatch(batch)
-    return transport.datagrams[0]
 
 
 ascii_text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=12)

@@ -6,9 +6,11 @@ ours), so a test passing here means a real Jaeger agent would read the same byte
 
 from __future__ import annotations
 
+import io
 import socket
 import threading
 import time
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +19,27 @@ from jaeger_client.thrift_gen.agent import Agent
 from jaeger_client.thrift_gen.jaeger import ttypes
 from thrift.protocol import TCompactProtocol
 from thrift.transport import TTransport
+
+
+class _CaptureTransport(TTransport.TMemoryBuffer):
+    """What jaeger-client's Agent.Client flushes is exactly one UDP datagram."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.datagrams: list[bytes] = []
+        self.io_loop = types.SimpleNamespace(spawn_callback=lambda _callback: None)
+
+    def flush(self) -> None:
+        self.datagrams.append(self.getvalue())
+        self._buffer = io.BytesIO()
+
+
+def encode_with_jaeger_client(batch: Any) -> bytes:
+    """Encode a ``jaeger.Batch`` with jaeger-client's generated code: the bytes its UDP reporter sends."""
+    transport = _CaptureTransport()
+    Agent.Client(transport, TCompactProtocol.TCompactProtocolFactory()).emitBatch(batch)
+    (datagram,) = transport.datagrams
+    return datagram
 
 
 def _tag_value(tag: Any) -> Any:

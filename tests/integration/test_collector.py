@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import http.client
-import io
 import json
 import os
 import re
@@ -24,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jaeger_client.thrift_gen.agent import Agent
 from jaeger_client.thrift_gen.jaeger import ttypes as jaeger
 from opentelemetry import trace as otel_trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -36,12 +34,11 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from thrift.protocol import TCompactProtocol
-from thrift.transport import TTransport
 
 from aiecs_tracing.collector import api
 from aiecs_tracing.collector.server import Collector
 from aiecs_tracing.collector.store import default_db_path
+from tests.wire import encode_with_jaeger_client
 
 pytestmark = pytest.mark.slow
 
@@ -99,25 +96,6 @@ def hex_span_id(span: Any) -> str:
     return format(span.get_span_context().span_id, "016x")
 
 
-class _CaptureTransport(TTransport.TMemoryBuffer):
-    """What jaeger-client's Agent.Client flushes is exactly one UDP datagram."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.datagrams: list[bytes] = []
-        self.io_loop = types.SimpleNamespace(spawn_callback=lambda _callback: None)
-
-    def flush(self) -> None:
-        self.datagrams.append(self.getvalue())
-        self._buffer = io.BytesIO()
-
-
-def jaeger_client_datagram(batch: jaeger.Batch) -> bytes:
-    """Encode with jaeger-client's generated code: the bytes its UDP reporter sends."""
-    transport = _CaptureTransport()
-    Agent.Client(transport, TCompactProtocol.TCompactProtocolFactory()).emitBatch(batch)
-    (datagram,) = transport.datagrams
-    return datagram
 
 
 def send_udp(port: int, datagram: bytes) -> None:
@@ -351,7 +329,7 @@ def legacy_batch(now_us: int) -> jaeger.Batch:
 
 
 def test_jaeger_client_udp_batch_is_stored_and_queryable(collector):
-    send_udp(collector.udp_port, jaeger_client_datagram(legacy_batch(int(time.time() * 1_000_000))))
+    send_udp(collector.udp_port, encode_with_jaeger_client(legacy_batch(int(time.time() * 1_000_000))))
     assert collector.wait_for_spans(2, timeout=10) == 2
 
     trace_id = "0" * 28 + "1234"
@@ -388,7 +366,7 @@ def test_jaeger_client_udp_batch_is_stored_and_queryable(collector):
 
 
 def test_udp_garbage_is_counted_as_rejected_and_dropped(collector):
-    valid = jaeger_client_datagram(legacy_batch(int(time.time() * 1_000_000)))
+    valid = encode_with_jaeger_client(legacy_batch(int(time.time() * 1_000_000)))
     garbage = [
         b"",
         b"hello, collector",
@@ -575,7 +553,7 @@ def test_malformed_and_oversized_bodies_are_refused_and_server_keeps_serving():
 
 def test_stats_report_counts_and_store_size(collector):
     emit_shop_trace(collector)
-    send_udp(collector.udp_port, jaeger_client_datagram(legacy_batch(int(time.time() * 1_000_000))))
+    send_udp(collector.udp_port, encode_with_jaeger_client(legacy_batch(int(time.time() * 1_000_000))))
     send_udp(collector.udp_port, b"junk")
     assert collector.wait_for_spans(5, timeout=10) == 5
     stats = wait_until(lambda: (s := api_get(collector, "/api/stats"))["rejected"]["jaeger_udp"] == 1 and s)
