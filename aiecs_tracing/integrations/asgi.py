@@ -38,6 +38,7 @@ from ..core.config import DEFAULT_SECRET_KEYS
 from ..core.guard import report_error
 from ..core.light import LightSpan, start_light_from_remote
 from ..core.manager import TracingManager, get_tracing_manager
+from ..core.propagation import inject_fields
 from ..core.span import Span
 
 __all__ = [
@@ -423,13 +424,15 @@ class TracingMiddleware:
         return tracing.extract_span_context(carrier) or _ROOT
 
     def _response_trace_headers(self, span: Span, headers: list) -> None:
+        # The same strings the propagator writes; W3C's response header is named traceresponse.
         sc = span._otel.get_span_context()
-        if self.traceresponse_w3c:
-            flags = "01" if sc.trace_flags & 1 else "00"
-            headers.append((b"traceresponse", f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{flags}".encode()))
-        if self.traceresponse_jaeger:
-            flags_j = 1 if sc.trace_flags & 1 else 0
-            headers.append((b"uber-trace-id", f"{sc.trace_id:x}:{sc.span_id:x}:0:{flags_j:x}".encode()))
+        formats = ("tracecontext",) * self.traceresponse_w3c + ("jaeger",) * self.traceresponse_jaeger
+        written: dict[str, str] = {}
+        inject_fields(sc.trace_id, sc.span_id, bool(sc.trace_flags & 1), False, {}, None, written, formats)
+        if "traceparent" in written:
+            headers.append((b"traceresponse", written["traceparent"].encode()))
+        if "uber-trace-id" in written:
+            headers.append((b"uber-trace-id", written["uber-trace-id"].encode()))
 
     def _set_outcome(self, span: Span, scope: Scope, name: str, root_path: str, code: int) -> None:
         """Routing has happened by now: name the span by the route, record the status, once."""
