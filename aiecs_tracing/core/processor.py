@@ -6,6 +6,14 @@ user must be able to see that spans were lost: so the queue is bounded, drops ar
 counted (full queue, failed export, after shutdown) and logged once with the count.
 After ``os.fork()`` (Celery prefork, gunicorn) the child starts with an empty queue and
 its own export thread; the exporter re-creates its socket itself.
+
+Where spans end on an asyncio event loop's thread (uvicorn, the ASGI middleware) and the
+exporter can send without blocking (``export_nowait``: the Jaeger UDP exporter), full
+batches are exported on that loop, in chunks of :data:`LOOP_CHUNK` spans between the
+loop's other callbacks, instead of by the export thread. Under the GIL the thread gets no
+CPU of its own anyway; what it adds is the GIL hand-off between two busy threads, which on
+a saturated uvicorn worker cost more than the encoding. Blocking exporters (OTLP/HTTP)
+always use the thread; the thread also keeps the periodic and final flushes.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import logging
 import os
 import threading
 import weakref
+from asyncio import _get_running_loop  # the C accessor: no RuntimeError, a few ns
 from typing import Any
 
 from opentelemetry.context import Context
@@ -24,6 +33,9 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from .guard import report_error
 
 logger = logging.getLogger("aiecs_tracing")
+
+#: Spans exported per event-loop callback: ~1-2 ms of work, so requests interleave with export.
+LOOP_CHUNK = 128
 
 
 class BoundedBatchProcessor(SpanProcessor):
@@ -54,6 +66,7 @@ class BoundedBatchProcessor(SpanProcessor):
         self._export_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
+        self._drain_loop: Any = None  # the event loop a chunked drain is scheduled on
 
     # --- SpanProcessor ----------------------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -74,6 +87,8 @@ class BoundedBatchProcessor(SpanProcessor):
             if self._thread is None:
                 self._start_thread()
             if len(queue) >= self.max_export_batch_size:
+                if self._schedule_on_loop(len(queue)):
+                    return
                 wake = self._wake
                 if not wake.is_set():  # set() takes a lock: once per wake-up, not once per span
                     wake.set()
@@ -126,6 +141,49 @@ class BoundedBatchProcessor(SpanProcessor):
             report_error("exporter shutdown", exc)
 
     # --- internals ----------------------------------------------------------------------
+    def _schedule_on_loop(self, queued: int) -> bool:
+        """Hand a full batch to the running event loop (True), or leave it to the thread."""
+        loop = _get_running_loop()
+        if loop is None or getattr(self.exporter, "export_nowait", None) is None:
+            return False
+        if self._drain_loop is not loop:
+            self._drain_loop = loop
+            loop.call_soon(self._drain_on_loop, loop)
+        # a loop falling behind (or one closed before its callback ran) is helped by the thread
+        return queued < 4 * self.max_export_batch_size
+
+    def _drain_on_loop(self, loop: Any) -> None:
+        """One chunk on the loop's thread, then yield to the loop's other callbacks."""
+        try:
+            queue = self._queue
+            if not self._export_lock.acquire(blocking=False):  # the thread is exporting: let it
+                self._drain_loop = None
+                self._wake.set()
+                return
+            try:
+                chunk = min(LOOP_CHUNK, self.max_export_batch_size)
+                batch = [queue.popleft() for _ in range(min(chunk, len(queue)))]
+                if not batch:
+                    self._drain_loop = None
+                    return
+                export_nowait = getattr(self.exporter, "export_nowait", None)
+                result = export_nowait(batch) if export_nowait is not None else None
+                if result is None:  # the exporter would block (e.g. DNS): the thread does it
+                    queue.extendleft(reversed(batch))
+                    self._drain_loop = None
+                    self._wake.set()
+                    return
+                self._account(batch, result)
+            finally:
+                self._export_lock.release()
+            if len(queue) >= chunk and not loop.is_closed():
+                loop.call_soon(self._drain_on_loop, loop)
+            else:
+                self._drain_loop = None
+        except Exception as exc:
+            self._drain_loop = None
+            report_error("span export", exc)
+
     def _start_thread(self) -> None:
         with self._thread_lock:
             if self._thread is not None or self._shutdown:
@@ -162,6 +220,9 @@ class BoundedBatchProcessor(SpanProcessor):
         except Exception as exc:
             report_error("span export", exc)
             result = SpanExportResult.FAILURE
+        return self._account(batch, result)
+
+    def _account(self, batch: list[ReadableSpan], result: SpanExportResult) -> bool:
         if result is SpanExportResult.SUCCESS:
             self.exported += len(batch)
             return True

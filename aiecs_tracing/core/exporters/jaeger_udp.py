@@ -46,6 +46,8 @@ RESOLVE_REFRESH_SECONDS = 300.0
 _PROCESS_CACHE_MAX = 32
 
 _EXPORT_ERROR = "jaeger-udp export"
+#: ``sendto`` flag that fails with EAGAIN instead of blocking (0 where the platform has none).
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 _ENCODE_ERROR = "jaeger-udp encode"
 
 _live_exporters: weakref.WeakSet[JaegerUDPExporter] = weakref.WeakSet()
@@ -111,12 +113,31 @@ class JaegerUDPExporter(SpanExporter):
     # --- SpanExporter ------------------------------------------------------------------------------
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._export(spans, 0)
+
+    def export_nowait(self, spans: Sequence[ReadableSpan]) -> SpanExportResult | None:
+        """Export from an event loop's thread: never blocks, or declines (``None``).
+
+        The batch processor calls this on the thread that ended the spans when that thread runs
+        an asyncio loop: exporting there costs the app the encoding CPU it pays anyway, but
+        not the GIL ping-pong with an export thread (on a busy uvicorn worker that hand-off
+        cost more than the encoding itself). Declines when the agent's address must be
+        (re)resolved, since DNS may block; ``sendto`` is ``MSG_DONTWAIT``: a full socket buffer
+        drops the batch (counted) rather than stall the loop.
+        """
+        if self._shut_down:
+            return SpanExportResult.FAILURE
+        if _DONTWAIT == 0 or self._address is None or time.monotonic() - self._resolved_at >= RESOLVE_REFRESH_SECONDS:
+            return None
+        return self._export(spans, _DONTWAIT)
+
+    def _export(self, spans: Sequence[ReadableSpan], flags: int) -> SpanExportResult:
         if self._shut_down:
             return SpanExportResult.FAILURE
         try:
             ok = True
             for resource, group in self._group_by_resource(spans):
-                ok = self._export_group(resource, group) and ok
+                ok = self._export_group(resource, group, flags) and ok
             return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
         except Exception as exc:  # noqa: BLE001 - tracing must never raise into the app
             report_error(_EXPORT_ERROR, exc)
@@ -150,7 +171,7 @@ class JaegerUDPExporter(SpanExporter):
             entry[1].append(span)
         return list(groups.values())
 
-    def _export_group(self, resource: Any, spans: list[ReadableSpan]) -> bool:
+    def _export_group(self, resource: Any, spans: list[ReadableSpan], flags: int = 0) -> bool:
         process = self._process_bytes(resource)
         budget = self.max_packet_size - MESSAGE_OVERHEAD_MAX - len(process)
         ok = True
@@ -162,12 +183,12 @@ class JaegerUDPExporter(SpanExporter):
                 ok = False
                 continue
             if pending and pending_size + len(encoded) > budget:
-                ok = self._send(process, pending) and ok
+                ok = self._send(process, pending, flags) and ok
                 pending, pending_size = [], 0
             pending.append(encoded)
             pending_size += len(encoded)
         if pending:
-            ok = self._send(process, pending) and ok
+            ok = self._send(process, pending, flags) and ok
         return ok
 
     @staticmethod
@@ -205,11 +226,11 @@ class JaegerUDPExporter(SpanExporter):
 
     # --- socket ------------------------------------------------------------------------------------
 
-    def _send(self, process: bytes, span_bytes: list[bytes]) -> bool:
+    def _send(self, process: bytes, span_bytes: list[bytes], flags: int = 0) -> bool:
         payload = encode_emit_batch(process, span_bytes, next(self._seq_ids))
         try:
             sock, address = self._socket_and_address()
-            sock.sendto(payload, address)
+            sock.sendto(payload, flags, address)
         except Exception as exc:  # noqa: BLE001 - DNS, unreachable, EMSGSIZE, closed socket...
             report_error(_EXPORT_ERROR, exc)
             return False

@@ -1,0 +1,134 @@
+"""Full batches ended on an asyncio loop are exported on that loop by non-blocking exporters.
+
+Why it matters: on a busy uvicorn worker the export thread's GIL hand-offs cost more than the
+encoding itself; the UDP exporter can send without blocking, so the processor exports there,
+in chunks. Blocking exporters, and anything that needs DNS, stay on the export thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from aiecs_tracing import TracingManager
+from tests.wire import make_manager
+
+
+def _record_threads(exporter, calls: list[tuple[str, int]]) -> None:
+    """Wrap the exporter's entry points to record (method, thread id) of each call."""
+    export, export_nowait = exporter.export, exporter.export_nowait
+
+    def traced_export(spans):
+        calls.append(("export", threading.get_ident()))
+        return export(spans)
+
+    def traced_nowait(spans):
+        calls.append(("export_nowait", threading.get_ident()))
+        return export_nowait(spans)
+
+    exporter.export, exporter.export_nowait = traced_export, traced_nowait
+
+
+async def _arrived(sink, count: int, timeout: float = 5.0) -> int:
+    """Spans at the sink once ``count`` arrived (or at the timeout), yielding to the loop meanwhile."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while len(sink.spans) < count and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    return len(sink.spans)
+
+
+def _end_spans(t: TracingManager, count: int, prefix: str) -> None:
+    for i in range(count):
+        with t.span(f"{prefix}{i}"):
+            pass
+
+
+def test_full_batches_ended_on_a_loop_are_exported_on_that_loop(sink):
+    t = make_manager(sink, "loop-export", schedule_delay_millis=60_000, max_export_batch_size=64)
+    calls: list[tuple[str, int]] = []
+    _record_threads(t.exporter, calls)
+    loop_thread: list[int] = []
+
+    async def main() -> None:
+        loop_thread.append(threading.get_ident())
+        # the agent's address is not resolved yet: that may block (DNS), so the thread does it
+        _end_spans(t, 64, "first")
+        assert await _arrived(sink, 64) == 64
+        _end_spans(t, 3 * 64, "loop")
+        for _ in range(5):
+            await asyncio.sleep(0)  # the loop's drain callbacks run between the app's own
+
+    asyncio.run(main())
+    # everything arrived without a flush (the periodic export is a minute away)
+    spans = sink.wait_for(4 * 64, timeout=5)
+    assert len(spans) == 4 * 64
+    assert {s.operation for s in spans} >= {"first0", "loop0", f"loop{3 * 64 - 1}"}
+    on_loop = [method for method, ident in calls if ident == loop_thread[0]]
+    assert calls[0][0] == "export_nowait" and calls[0][1] == loop_thread[0]  # declined: not resolved
+    assert ("export", loop_thread[0]) not in calls  # the blocking entry point never ran on the loop
+    assert on_loop.count("export_nowait") >= 3  # 192 spans in chunks of at most 128
+    assert any(method == "export" and ident != loop_thread[0] for method, ident in calls)
+    info = t.get_tracer_info()
+    assert info["spans_exported"] == 4 * 64 and info["spans_dropped"] == 0
+    t.close_tracer()
+
+
+def test_blocking_exporters_never_run_on_the_loop():
+    class RecordingExporter:
+        def __init__(self) -> None:
+            self.threads: list[int] = []
+            self.count = 0
+
+        def export(self, spans):
+            self.threads.append(threading.get_ident())
+            self.count += len(spans)
+            return SpanExportResult.SUCCESS
+
+        def shutdown(self) -> None:
+            pass
+
+    exporter = RecordingExporter()
+    t = TracingManager("blocking", span_exporter=exporter, max_export_batch_size=16,
+                       set_global_provider=False, set_default_manager=False)
+    loop_thread: list[int] = []
+
+    async def main() -> None:
+        loop_thread.append(threading.get_ident())
+        _end_spans(t, 100, "s")
+        await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+    assert t.flush(5)
+    assert exporter.count == 100
+    assert loop_thread[0] not in exporter.threads
+    t.close_tracer()
+
+
+def test_a_loop_closed_before_its_drain_ran_loses_nothing(sink):
+    t = make_manager(sink, "closed-loop", schedule_delay_millis=60_000, max_export_batch_size=32)
+    _end_spans(t, 32, "warm")  # resolves the agent's address on the export thread
+    assert len(sink.wait_for(32, timeout=5)) == 32
+
+    async def end_without_yielding() -> None:
+        _end_spans(t, 40, "orphan")  # a drain is scheduled; the coroutine returns before it runs
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(end_without_yielding())
+    loop.close()
+    assert t.flush(5)
+    assert len(sink.wait_for(72, timeout=5)) == 72
+
+    # a new loop gets its own drain: the stale one does not block scheduling
+    async def next_loop() -> None:
+        _end_spans(t, 64, "next")
+        await asyncio.sleep(0.05)
+
+    asyncio.run(next_loop())
+    assert len(sink.wait_for(136, timeout=5)) >= 72 + 32  # at least the first full chunk, unflushed
+    assert t.flush(5)
+    assert len(sink.wait_for(136, timeout=5)) == 136
+    assert t.get_tracer_info()["spans_dropped"] == 0
+    t.close_tracer()
