@@ -59,16 +59,46 @@ _VARINT_14BIT_GROUPS = tuple(bytes(((i & 0x7F) | 0x80, (i >> 7) | 0x80)) for i i
 
 
 def _varint(n: int) -> bytes:
-    """Unsigned LEB128 varint (``n`` must be >= 0)."""
+    """Unsigned LEB128 varint (``n`` must be >= 0).
+
+    Unrolled by size: ids (64 bits) and µs timestamps (52 bits) take four or five 14-bit table
+    lookups and no loop.
+    """
     if n < 0x80:
         return _ONE_BYTE[n]
-    out = b""
-    while n >= 0x4000:
-        out += _VARINT_14BIT_GROUPS[n & 0x3FFF]
-        n >>= 14
-    if n < 0x80:
-        return out + _ONE_BYTE[n]
-    return out + _ONE_BYTE[(n & 0x7F) | 0x80] + _ONE_BYTE[n >> 7]
+    if n < 0x4000:
+        return _ONE_BYTE[(n & 0x7F) | 0x80] + _ONE_BYTE[n >> 7]
+    groups = _VARINT_14BIT_GROUPS
+    if n < 0x10000000:  # 15-28 bits
+        high = n >> 14
+        if high < 0x80:
+            return groups[n & 0x3FFF] + _ONE_BYTE[high]
+        return groups[n & 0x3FFF] + _ONE_BYTE[(high & 0x7F) | 0x80] + _ONE_BYTE[high >> 7]
+    low = groups[n & 0x3FFF] + groups[(n >> 14) & 0x3FFF]
+    high = n >> 28
+    if high < 0x4000:  # 29-42 bits
+        if high < 0x80:
+            return low + _ONE_BYTE[high]
+        return low + _ONE_BYTE[(high & 0x7F) | 0x80] + _ONE_BYTE[high >> 7]
+    return low + groups[high & 0x3FFF] + _varint(high >> 14)  # 43 bits and up
+
+
+# A µs timestamp's bits above the lowest 28 change every ~4.5 minutes: their bytes are memoised.
+_TIME_HIGH_CACHE: dict[int, bytes] = {}
+
+
+def _time_varint(n: int) -> bytes:
+    """Varint of a (zigzagged, so doubled) µs timestamp: two table lookups and a memo hit."""
+    if n < 0x10000000:
+        return _varint(n)
+    high = n >> 28
+    tail = _TIME_HIGH_CACHE.get(high)
+    if tail is None:
+        if len(_TIME_HIGH_CACHE) >= 64:
+            _TIME_HIGH_CACHE.clear()
+        tail = _TIME_HIGH_CACHE[high] = _varint(high)
+    groups = _VARINT_14BIT_GROUPS
+    return groups[n & 0x3FFF] + groups[(n >> 14) & 0x3FFF] + tail
 
 
 def _unsigned_id_varint(unsigned_64: int) -> bytes:
@@ -407,6 +437,9 @@ def _span_attributes(span: Any) -> Mapping[str, Any]:
 
 
 _EMPTY: Mapping[str, Any] = {}
+# Operation names repeat (``GET /tasks/{task_id}``): their encoded bytes are memoised.
+_NAME_CACHE: dict[str, bytes] = {}
+_NAME_CACHE_MAX = 4096
 # Types whose ``_field``s are exactly what their properties return (properties cost a call each).
 _FIELD_TYPES = frozenset({ReadableSpan, LightSpan})
 _last_scope: tuple[Any, tuple[bytes, ...]] = (None, ())
@@ -442,31 +475,43 @@ def _encode_span(span: Any, policy: TruncationPolicy | None) -> bytes:
     trace_fields = _trace_id_fields(context.trace_id)
     max_str = policy.max_str if policy is not None else None
 
-    parts = [trace_fields, b"\x16", _span_id_varint(context.span_id)]
-    references: list[bytes] = []
+    span_id = context.span_id
+    own_id = _span_id_cache.get(span_id) or _span_id_varint(span_id)
+    parent_id = None
     if parent is not None and parent.span_id:
-        parent_id = _span_id_varint(parent.span_id)
-        parts.append(b"\x16")
-        parts.append(parent_id)
-        references.append(_REF_CHILD_OF + trace_fields[1:] + b"\x16" + parent_id + _STOP)
+        parent_span_id = parent.span_id
+        parent_id = _span_id_cache.get(parent_span_id) or _span_id_varint(parent_span_id)
+        parts = [trace_fields, b"\x16", own_id, b"\x16", parent_id, b"\x18"]
     else:
-        parts.append(b"\x16\x00")
-    parts.append(b"\x18")
-    parts.append(_string(_utf8(_cut(name or "", max_str))))
+        parts = [trace_fields, b"\x16", own_id, b"\x16\x00", b"\x18"]
+    if max_str is None:
+        name_bytes = _NAME_CACHE.get(name)
+        if name_bytes is None:
+            name_bytes = _string(_utf8(name or ""))
+            if len(_NAME_CACHE) >= _NAME_CACHE_MAX:
+                _NAME_CACHE.clear()  # high-cardinality names: start over rather than grow
+            _NAME_CACHE[name] = name_bytes
+        parts.append(name_bytes)
+    else:
+        parts.append(_string(_utf8(_cut(name or "", max_str))))
 
-    for link in links:
-        link_context = link.context
-        references.append(
-            _REF_FOLLOWS_FROM
-            + _trace_id_fields(link_context.trace_id)[1:]
-            + b"\x16"
-            + _span_id_varint(link_context.span_id)
-            + _STOP
-        )
-    if references:
+    if parent_id is not None or links:
+        # SpanRef structs: CHILD_OF the parent, FOLLOWS_FROM each link
         parts.append(b"\x19")
-        parts.append(_list_header(len(references), _CT_STRUCT))
-        parts.extend(references)
+        parts.append(_list_header(len(links) + (parent_id is not None), _CT_STRUCT))
+        if parent_id is not None:
+            parts.append(_REF_CHILD_OF)
+            parts.append(trace_fields[1:])
+            parts.append(b"\x16")
+            parts.append(parent_id)
+            parts.append(_STOP)
+        for link in links:
+            link_context = link.context
+            parts.append(_REF_FOLLOWS_FROM)
+            parts.append(_trace_id_fields(link_context.trace_id)[1:])
+            parts.append(b"\x16")
+            parts.append(_span_id_varint(link_context.span_id))
+            parts.append(_STOP)
         parts.append(b"\x15")  # flags: delta 1 from field 6
     else:
         parts.append(b"\x25")  # flags: delta 2 from field 5
@@ -477,14 +522,14 @@ def _encode_span(span: Any, policy: TruncationPolicy | None) -> bytes:
     start_us = start_ns // 1000
     duration_us = end_ns // 1000 - start_us
     parts.append(b"\x16")
-    parts.append(_varint(start_us << 1))  # non-negative: zigzag is just << 1
+    parts.append(_time_varint(start_us << 1))  # non-negative: zigzag is just << 1
     parts.append(b"\x16")
     parts.append(_varint(duration_us << 1) if duration_us > 0 else b"\x00")
 
     parts.append(b"\x19")
     tags_at = len(parts)
     parts.append(b"")  # list header placeholder, filled once the count is known
-    attributes = _span_attributes(span)
+    attributes = span._attributes if type(span) is LightSpan else _span_attributes(span)  # a plain dict
     if policy is None:
         # _tag's pair cache inlined: most values repeat, and a call per attribute is most of the work
         cached_pair = _PAIR_CACHE.get
@@ -525,7 +570,8 @@ def _encode_span(span: Any, policy: TruncationPolicy | None) -> bytes:
 
     if policy is not None:
         parts.extend(_truncation_note(policy, attributes, events))
-    parts[tags_at] = _list_header(len(parts) - tags_at - 1, _CT_STRUCT)
+    tag_count = len(parts) - tags_at - 1
+    parts[tags_at] = _ONE_BYTE[(tag_count << 4) | _CT_STRUCT] if tag_count < 15 else _list_header(tag_count, _CT_STRUCT)
 
     if events and (policy is None or not policy.drop_logs):
         parts.append(b"\x19")
@@ -546,7 +592,7 @@ def _encode_log(event: Any, max_str: int | None) -> bytes:
     fields = [] if _EVENT_KEY in attributes else [_tag(_EVENT_KEY, event.name or "", max_str)]
     for key, value in attributes.items():
         fields.append(_tag(key, value, max_str))
-    return b"\x16" + _varint(((event.timestamp or 0) // 1000) << 1) + b"\x19" + _tag_list(fields) + _STOP
+    return b"\x16" + _time_varint(((event.timestamp or 0) // 1000) << 1) + b"\x19" + _tag_list(fields) + _STOP
 
 
 def _truncation_note(
