@@ -132,3 +132,27 @@ def test_a_loop_closed_before_its_drain_ran_loses_nothing(sink):
     assert len(sink.wait_for(136, timeout=5)) == 136
     assert t.get_tracer_info()["spans_dropped"] == 0
     t.close_tracer()
+
+
+def test_the_periodic_export_of_a_partial_batch_runs_on_the_loop_too(sink):
+    t = make_manager(sink, "loop-periodic", schedule_delay_millis=50, max_export_batch_size=64)
+    calls: list[tuple[str, int]] = []
+    loop_thread: list[int] = []
+
+    async def main() -> None:
+        loop_thread.append(threading.get_ident())
+        _end_spans(t, 64, "resolve")  # declined on the loop (address unresolved): the thread sends
+        assert await _arrived(sink, 64) == 64
+        _end_spans(t, 64, "full")  # a full batch: the loop is now known to the processor
+        assert await _arrived(sink, 128) == 128
+        _record_threads(t.exporter, calls)
+        _end_spans(t, 10, "partial")  # below a batch: only the periodic export sends these
+        assert await _arrived(sink, 138, timeout=3) == 138
+
+    asyncio.run(main())
+    assert calls and all(ident == loop_thread[0] and method == "export_nowait" for method, ident in calls)
+    # once the loop is gone, the thread does the periodic export again
+    _end_spans(t, 5, "after")
+    assert len(sink.wait_for(143, timeout=3)) == 143
+    assert ("export", loop_thread[0]) not in calls and any(method == "export" for method, _ in calls)
+    t.close_tracer()

@@ -67,6 +67,8 @@ class BoundedBatchProcessor(SpanProcessor):
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
         self._drain_loop: Any = None  # the event loop a chunked drain is scheduled on
+        self._last_loop: Any = None  # the loop that last handed over a full batch
+        self._thread_must_drain = False  # the loop declined (the exporter would block)
 
     # --- SpanProcessor ----------------------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -146,18 +148,41 @@ class BoundedBatchProcessor(SpanProcessor):
         loop = _get_running_loop()
         if loop is None or getattr(self.exporter, "export_nowait", None) is None:
             return False
+        self._last_loop = loop
         if self._drain_loop is not loop:
             self._drain_loop = loop
             loop.call_soon(self._drain_on_loop, loop)
         # a loop falling behind (or one closed before its callback ran) is helped by the thread
         return queued < 4 * self.max_export_batch_size
 
-    def _drain_on_loop(self, loop: Any) -> None:
+    def _handed_to_loop(self) -> bool:
+        """The periodic export, asked of the loop that ends the spans while it runs (True).
+
+        Without this the export thread would still take the GIL once per interval to send
+        what is left below a full batch; on a busy loop that is most spans.
+        """
+        loop = self._last_loop
+        if loop is None or self._thread_must_drain or len(self._queue) >= 2 * self.max_export_batch_size:
+            self._thread_must_drain = False  # a loop that is blocked or behind is helped here
+            return False
+        if loop.is_closed() or not loop.is_running():
+            self._last_loop = None
+            return False
+        if not self._queue:
+            return True
+        try:
+            loop.call_soon_threadsafe(self._drain_on_loop, loop, True)
+        except RuntimeError:  # closed in the meantime
+            return False
+        return True
+
+    def _drain_on_loop(self, loop: Any, everything: bool = False) -> None:
         """One chunk on the loop's thread, then yield to the loop's other callbacks."""
         try:
             queue = self._queue
             if not self._export_lock.acquire(blocking=False):  # the thread is exporting: let it
                 self._drain_loop = None
+                self._thread_must_drain = True
                 self._wake.set()
                 return
             try:
@@ -171,13 +196,14 @@ class BoundedBatchProcessor(SpanProcessor):
                 if result is None:  # the exporter would block (e.g. DNS): the thread does it
                     queue.extendleft(reversed(batch))
                     self._drain_loop = None
+                    self._thread_must_drain = True
                     self._wake.set()
                     return
                 self._account(batch, result)
             finally:
                 self._export_lock.release()
-            if len(queue) >= chunk and not loop.is_closed():
-                loop.call_soon(self._drain_on_loop, loop)
+            if (len(queue) >= chunk or (everything and queue)) and not loop.is_closed():
+                loop.call_soon(self._drain_on_loop, loop, everything)
             else:
                 self._drain_loop = None
         except Exception as exc:
@@ -199,7 +225,8 @@ class BoundedBatchProcessor(SpanProcessor):
             if self._shutdown:
                 break
             try:
-                self._drain(deadline_seconds=None)
+                if not self._handed_to_loop():
+                    self._drain(deadline_seconds=None)
             except Exception as exc:
                 report_error("span export", exc)
 
