@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 from opentelemetry.sdk.trace.export import SpanExportResult
 
@@ -57,19 +58,20 @@ def test_full_batches_ended_on_a_loop_are_exported_on_that_loop(sink):
         # the agent's address is not resolved yet: that may block (DNS), so the thread does it
         _end_spans(t, 64, "first")
         assert await _arrived(sink, 64) == 64
-        _end_spans(t, 3 * 64, "loop")
-        for _ in range(5):
-            await asyncio.sleep(0)  # the loop's drain callbacks run between the app's own
+        for batch in range(3):
+            _end_spans(t, 64, f"loop{batch}-")
+            for _ in range(3):
+                await asyncio.sleep(0)  # the loop's drain callbacks run between the app's own
 
     asyncio.run(main())
     # everything arrived without a flush (the periodic export is a minute away)
     spans = sink.wait_for(4 * 64, timeout=5)
     assert len(spans) == 4 * 64
-    assert {s.operation for s in spans} >= {"first0", "loop0", f"loop{3 * 64 - 1}"}
+    assert {s.operation for s in spans} >= {"first0", "loop0-0", "loop2-63"}
     on_loop = [method for method, ident in calls if ident == loop_thread[0]]
     assert calls[0][0] == "export_nowait" and calls[0][1] == loop_thread[0]  # declined: not resolved
     assert ("export", loop_thread[0]) not in calls  # the blocking entry point never ran on the loop
-    assert on_loop.count("export_nowait") >= 3  # 192 spans in chunks of at most 128
+    assert on_loop.count("export_nowait") >= 4  # the declined call, then one per full batch
     assert any(method == "export" and ident != loop_thread[0] for method, ident in calls)
     info = t.get_tracer_info()
     assert info["spans_exported"] == 4 * 64 and info["spans_dropped"] == 0
@@ -155,4 +157,25 @@ def test_the_periodic_export_of_a_partial_batch_runs_on_the_loop_too(sink):
     _end_spans(t, 5, "after")
     assert len(sink.wait_for(143, timeout=3)) == 143
     assert ("export", loop_thread[0]) not in calls and any(method == "export" for method, _ in calls)
+    t.close_tracer()
+
+
+def test_a_coroutine_that_never_yields_loses_no_spans(sink):
+    """Spans ended faster than the loop gets a turn: the export thread steps in before the queue fills."""
+    t = make_manager(sink, "busy-coroutine", max_queue_size=128, max_export_batch_size=32)
+    _end_spans(t, 32, "warm")  # resolves the agent's address
+    assert len(sink.wait_for(32, timeout=5)) == 32
+
+    async def busy() -> None:
+        for i in range(2000):
+            with t.span(f"busy{i}"):
+                pass
+            if i % 100 == 0:
+                time.sleep(0.01)  # CPU-bound work that never awaits: the loop's callbacks wait
+
+    asyncio.run(busy())
+    assert t.flush(5)
+    info = t.get_tracer_info()
+    assert info["spans_dropped"] == 0
+    assert len(sink.wait_for(2032, timeout=5)) == 2032
     t.close_tracer()

@@ -152,8 +152,12 @@ class BoundedBatchProcessor(SpanProcessor):
         if self._drain_loop is not loop:
             self._drain_loop = loop
             loop.call_soon(self._drain_on_loop, loop)
-        # a loop falling behind (or one closed before its callback ran) is helped by the thread
-        return queued < 4 * self.max_export_batch_size
+        # a loop falling behind (a coroutine ending spans without yielding, or a loop closed
+        # before its callback ran) is helped by the thread well before the queue is full
+        return queued < self._loop_backlog_limit()
+
+    def _loop_backlog_limit(self) -> int:
+        return max(1, min(2 * self.max_export_batch_size, self.max_queue_size // 2))
 
     def _handed_to_loop(self) -> bool:
         """The periodic export, asked of the loop that ends the spans while it runs (True).
@@ -162,7 +166,7 @@ class BoundedBatchProcessor(SpanProcessor):
         what is left below a full batch; on a busy loop that is most spans.
         """
         loop = self._last_loop
-        if loop is None or self._thread_must_drain or len(self._queue) >= 2 * self.max_export_batch_size:
+        if loop is None or self._thread_must_drain or len(self._queue) >= self._loop_backlog_limit():
             self._thread_must_drain = False  # a loop that is blocked or behind is helped here
             return False
         if loop.is_closed() or not loop.is_running():
