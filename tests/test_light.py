@@ -80,3 +80,19 @@ def test_light_span_can_be_current_and_parent_regular_spans(sink):
     assert spans["inside"].parent_id == spans["GET /x"].span_id and spans["inside"].tags["k"] == "v"
     assert inside.context.trace_id == 0xABC
     t.close_tracer()
+
+
+def test_light_span_context_equals_the_real_constructors(sink):
+    """The light path builds SpanContext without its range checks: the result must be identical."""
+    from opentelemetry.trace import SpanContext
+
+    t = make_manager(sink, "light-context")
+    root = t.start_light_span("root", {}, SpanKind.SERVER)
+    child = t.start_light_span("child", {}, SpanKind.CLIENT, root)
+    for span in (root, child):
+        ctx = span._otel.get_span_context()
+        assert type(ctx) is SpanContext
+        assert ctx == SpanContext(ctx.trace_id, ctx.span_id, False, ctx.trace_flags, ctx.trace_state)
+        assert ctx.is_valid and not ctx.is_remote and ctx.trace_flags.sampled
+    assert child._otel.get_span_context().trace_id == root._otel.get_span_context().trace_id
+    t.close_tracer()

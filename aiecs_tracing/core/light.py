@@ -27,8 +27,10 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, SynchronousMultiSpanProcessor
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 from opentelemetry.trace import NonRecordingSpan, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
 from .guard import report_error
 from .span import Span
@@ -45,10 +47,43 @@ _PLAIN = (str, bool, int, float)
 _ROOT = Context()
 
 
+def _checked_span_context(trace_id: int, span_id: int, flags: TraceFlags, state: Any) -> trace.SpanContext:
+    return trace.SpanContext(trace_id, span_id, False, flags, state)
+
+
+def _verified_span_context_builder() -> Any:
+    """``SpanContext`` without its Python ``__new__`` (a range check per id), when the layout allows.
+
+    ``SpanContext`` is a tuple ``(trace_id, span_id, is_remote, trace_flags, trace_state, is_valid)``;
+    a light span's ids come from the provider's id generator, which never returns an invalid id,
+    so the check is redundant there. Verified once against the real constructor; on any difference
+    the real constructor is used.
+    """
+    try:
+        state = trace.TraceState([("k", "v")])
+        real = trace.SpanContext(0xABC, 0xDEF, False, _FLAGS[1], state)
+        fast = tuple.__new__(trace.SpanContext, (0xABC, 0xDEF, False, _FLAGS[1], state, True))
+        if (
+            tuple(real) == tuple(fast)
+            and (fast.trace_id, fast.span_id, fast.is_remote, fast.is_valid) == (0xABC, 0xDEF, False, True)
+            and fast.trace_flags is _FLAGS[1]
+            and fast.trace_state is state
+        ):
+            return lambda trace_id, span_id, flags, state: tuple.__new__(
+                trace.SpanContext, (trace_id, span_id, False, flags, state, True)
+            )
+    except Exception:  # noqa: BLE001 - any surprise means: use the real constructor
+        pass
+    return _checked_span_context
+
+
+_fast_span_context = _verified_span_context_builder()
+
+
 class LightSource:
     """The provider pieces a light span needs, looked up once per manager."""
 
-    __slots__ = ("processor", "multi", "resource", "scope", "sampler", "ids", "parent_based_on")
+    __slots__ = ("processor", "multi", "resource", "scope", "sampler", "ids", "parent_based_on", "new_context")
 
     def __init__(self, manager: TracingManager) -> None:
         provider = manager.provider
@@ -59,6 +94,8 @@ class LightSource:
         self.scope = manager.tracer._instrumentation_scope  # type: ignore[union-attr]
         self.sampler = sampler = provider.sampler  # type: ignore[union-attr]
         self.ids = provider.id_generator  # type: ignore[union-attr]
+        # the SDK's random generator never returns an invalid id: no range check needed per span
+        self.new_context = _fast_span_context if type(self.ids) is RandomIdGenerator else _checked_span_context
         # ParentBased(ALWAYS_ON) with the default delegates (the "const 1" sampler): its decision is
         # "sampled unless the parent is not", its trace state the parent's; computed inline, the
         # same result without a Context, a SamplingResult and five calls per span.
@@ -213,12 +250,13 @@ def start_light(
     """
     if source.parent_based_on:
         if parent is None:
-            context = trace.SpanContext(source.ids.generate_trace_id(), source.ids.generate_span_id(), False, _FLAGS[1])
+            context = source.new_context(
+                source.ids.generate_trace_id(), source.ids.generate_span_id(), _FLAGS[1], DEFAULT_TRACE_STATE
+            )
         else:
-            context = trace.SpanContext(
+            context = source.new_context(
                 parent.trace_id,
                 source.ids.generate_span_id(),
-                False,
                 _FLAGS[1 if parent.trace_flags & 1 else 0],
                 parent.trace_state,
             )

@@ -10,6 +10,7 @@ from any other OpenTelemetry instrumentation join the same traces.
 from __future__ import annotations
 
 import atexit
+import contextvars
 import logging
 import socket
 import threading
@@ -44,6 +45,12 @@ _WRAPPER_KEY = otel_context.create_key("aiecs-tracing-span")
 # The runtime context's own detach raises instead of logging, which is what we want here.
 _runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
 _detach_token: Callable[[object], None] = _runtime.detach if _runtime is not None else otel_context.detach
+# OpenTelemetry's default runtime context is one ContextVar: the per-request attach/detach read and
+# set it directly (C calls) instead of through two Python layers each way. Tokens are the same
+# ContextVar tokens either way; any other runtime context (OTEL_PYTHON_CONTEXT) goes through the API.
+_context_var: contextvars.ContextVar[Context] | None = getattr(_runtime, "_current_context", None)
+if type(_runtime).__name__ != "ContextVarsRuntimeContext" or not isinstance(_context_var, contextvars.ContextVar):
+    _context_var = None
 _default_lock = threading.Lock()
 _default_manager: TracingManager | None = None
 _all_managers: weakref.WeakSet[TracingManager] = weakref.WeakSet()
@@ -318,15 +325,18 @@ class TracingManager:
 
     # --- current-span management ------------------------------------------------------
     def _attach(self, span: Span) -> object:
-        ctx = otel_context.get_current()
-        new = Context(ctx)
+        var = _context_var
+        new = Context(var.get() if var is not None else otel_context.get_current())
         dict.__setitem__(new, _SPAN_KEY, span._otel)
         dict.__setitem__(new, _WRAPPER_KEY, span)
-        return otel_context.attach(new)
+        return var.set(new) if var is not None else otel_context.attach(new)
 
     def _detach(self, token: object) -> None:
         try:
-            _detach_token(token)
+            if _context_var is not None:
+                _context_var.reset(token)  # type: ignore[arg-type]
+            else:
+                _detach_token(token)
         except Exception:
             pass  # a token from another context (e.g. a generator finalised elsewhere)
 

@@ -282,18 +282,19 @@ class TracingMiddleware:
     # --- shared pieces ----------------------------------------------------------------
     def _request_attributes(self, scope: Scope, method: str, ws: bool) -> tuple[dict[str, Any], dict | None]:
         """Start attributes of the server span and the propagation headers (or ``None``)."""
-        host = user_agent = None
         carrier: dict[str, str] | None = None
         headers = scope.get("headers") or ()
-        for key, value in headers:
-            if key == b"host":
-                host = value
-            elif key == b"user-agent":
-                user_agent = value
-            elif key in _PROPAGATION_HEADERS or key[:8] == b"uberctx-":
-                if carrier is None:
-                    carrier = {}
-                carrier[key.decode("latin-1")] = value.decode("latin-1")
+        # Browsers send a dozen headers: index them in C, and look at names only when one of ours
+        # is there (a repeated header keeps its last value, as the loop this replaces did).
+        by_name = dict(headers)
+        host = by_name.get(b"host")
+        user_agent = by_name.get(b"user-agent")
+        if not _PROPAGATION_HEADERS.isdisjoint(by_name) or b"\nuberctx-" in b"\n" + b"\n".join(by_name):
+            carrier = {
+                key.decode("latin-1"): value.decode("latin-1")
+                for key, value in by_name.items()
+                if key in _PROPAGATION_HEADERS or key[:8] == b"uberctx-"
+            }
         scheme = scope.get("scheme") or ("ws" if ws else "http")
         origin = self._origins.get((scheme, host)) if host is not None else None
         if origin is None:
