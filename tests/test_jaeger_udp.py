@@ -601,3 +601,37 @@ def test_arbitrary_attribute_values_encode_and_decode(
     assert set(fields) == set(kept_event_attributes)
     for key, value in kept_event_attributes.items():
         _assert_tag_matches(fields[key], value)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    attributes=_attributes,
+    name=st.text(max_size=30),
+    kind=st.sampled_from(list(SpanKind)),
+    status=st.sampled_from([None, StatusCode.OK, StatusCode.ERROR]),
+    description=st.text(max_size=10),
+    as_child=st.booleans(),
+)
+def test_plain_span_fast_path_writes_the_general_encoders_bytes(
+    attributes: dict[str, Any], name: str, kind: SpanKind, status: Any, description: str, as_child: bool
+) -> None:
+    """Spans without links or events take a shorter encoder: its bytes must be the general one's."""
+    from opentelemetry.context import Context
+
+    from aiecs_tracing.core.exporters.jaeger_thrift import _encode_span
+
+    _property_memory.clear()
+    with _property_tracer.start_as_current_span("parent"):
+        root = None if as_child else Context()  # an empty context: a new trace, no parent
+        span = _property_tracer.start_span(name, context=root, kind=kind, attributes=attributes)
+        if status is not None:
+            span.set_status(Status(status, description if status is StatusCode.ERROR else None))
+        span.end()
+    spans = _property_memory.get_finished_spans()
+    assert len(spans) == 2 and (spans[0].parent is not None) == as_child
+    for finished in spans:
+        fast = encode_span(finished)
+        assert fast == _encode_span(finished, None)
+        (wire,) = decode_datagram(encode_emit_batch(encode_process("svc", {}), [fast], 1)).spans
+        assert wire.operationName == finished.name
+        assert len(wire.tags) >= len(finished.attributes or {})

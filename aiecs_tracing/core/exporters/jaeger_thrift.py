@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags
 
 from ..light import LightSpan
 
@@ -401,6 +401,8 @@ class TruncationPolicy:
 
 def encode_span(span: Any) -> bytes:
     """Serialized Jaeger ``Span`` struct for an OpenTelemetry ``ReadableSpan`` (ends with STOP)."""
+    if type(span) in _FIELD_TYPES and not span._links and not span._events:
+        return _encode_plain_span(span)
     return _encode_span(span, None)
 
 
@@ -545,19 +547,7 @@ def _encode_span(span: Any, policy: TruncationPolicy | None) -> bytes:
     parts.append(b"")  # list header placeholder, filled once the count is known
     attributes = span._attributes if type(span) is LightSpan else _span_attributes(span)  # a plain dict
     if policy is None:
-        # Most (key, value) pairs repeat (method, scheme, host, route, status...): every tag is
-        # looked up in _tag's pair cache at C speed (map/zip), and only the misses take a Python
-        # call. A per-tag Python loop was half of this function's bytecode.
-        values = attributes.values()
-        try:
-            tags = list(map(_PAIR_CACHE.get, zip(attributes, map(type, values), values, strict=True)))
-        except TypeError:  # an unhashable value in a foreign mapping
-            tags = [None] * len(attributes)
-        if None in tags:
-            for index, (key, value) in enumerate(attributes.items()):
-                if tags[index] is None:
-                    tags[index] = _tag(key, value)
-        parts += tags
+        parts += _attribute_tags(attributes)
     else:
         max_tags = policy.max_tags
         for index, (key, value) in enumerate(attributes.items()):
@@ -594,6 +584,112 @@ def _encode_span(span: Any, policy: TruncationPolicy | None) -> bytes:
         parts.append(_list_header(len(events), _CT_STRUCT))
         for event in events:
             parts.append(_encode_log(event, max_str))
+    parts.append(_STOP)
+    return b"".join(parts)
+
+
+def _attribute_tags(attributes: Mapping[str, Any]) -> list[bytes]:
+    """Encoded Tag structs of ``attributes``, in order.
+
+    Most (key, value) pairs repeat (method, scheme, host, route, status...): every pair is looked
+    up in :func:`_tag`'s cache at C speed (map/zip), and only the misses take a Python call. A
+    per-tag Python loop was half of the span encoder's bytecode.
+    """
+    values = attributes.values()
+    try:
+        tags = list(map(_PAIR_CACHE.get, zip(attributes, map(type, values), values, strict=True)))
+    except TypeError:  # an unhashable value in a foreign mapping
+        tags = [None] * len(attributes)
+    if None in tags:
+        for index, (key, value) in enumerate(attributes.items()):
+            if tags[index] is None:
+                tags[index] = _tag(key, value)
+    return tags  # type: ignore[return-value]
+
+
+def _context_is_indexable() -> bool:
+    """``SpanContext`` is the tuple ``(trace_id, span_id, is_remote, trace_flags, ...)`` (checked once)."""
+    try:
+        probe = SpanContext(0xABC, 0xDEF, False, TraceFlags(1))
+        return (probe[0], probe[1], probe[3]) == (0xABC, 0xDEF, 1) and probe[3] is probe.trace_flags
+    except Exception:  # noqa: BLE001 - then the properties are used
+        return False
+
+
+_CONTEXT_INDEXABLE = _context_is_indexable()
+_TAG_LIST_HEADERS = tuple(_ONE_BYTE[(count << 4) | _CT_STRUCT] for count in range(15))
+_UNSET = StatusCode.UNSET
+_ERROR = StatusCode.ERROR
+
+
+def _encode_plain_span(span: Any) -> bytes:
+    """:func:`_encode_span` for a span without links or events (the hot case), in fewer steps.
+
+    The same bytes (tests compare the two), assembled from one list instead of ~30 appends, with
+    the ids read by tuple index; a third of the work per span in the exporter.
+    """
+    context = span._context
+    if _CONTEXT_INDEXABLE:
+        trace_id, span_id, flags = context[0], context[1], context[3]
+    else:
+        trace_id, span_id, flags = context.trace_id, context.span_id, context.trace_flags
+    trace_fields = _trace_id_cache.get(trace_id) or _trace_id_fields(trace_id)
+    own_id = _span_id_cache.get(span_id) or _span_id_varint(span_id)
+    name = span._name
+    name_bytes = _NAME_CACHE.get(name)
+    if name_bytes is None:
+        name_bytes = _string(_utf8(name or ""))
+        if len(_NAME_CACHE) >= _NAME_CACHE_MAX:
+            _NAME_CACHE.clear()
+        _NAME_CACHE[name] = name_bytes
+    parent = span._parent
+    parent_span_id = parent.span_id if parent is not None else 0
+    if parent_span_id:
+        parent_id = _span_id_cache.get(parent_span_id) or _span_id_varint(parent_span_id)
+        # spanId, parentSpanId, operationName, references=[CHILD_OF parent], flags header
+        parts = [
+            trace_fields, b"\x16", own_id, b"\x16", parent_id, b"\x18", name_bytes,
+            b"\x19\x1c", _REF_CHILD_OF, trace_fields[1:], b"\x16", parent_id, b"\x00\x15",
+        ]  # fmt: skip
+    else:
+        parts = [trace_fields, b"\x16", own_id, b"\x16\x00\x18", name_bytes, b"\x25"]
+    start_ns = span._start_time or 0
+    start_us = start_ns // 1000
+    duration_us = (span._end_time or start_ns) // 1000 - start_us
+    parts += (
+        b"\x02\x16" if flags & 1 else b"\x00\x16",
+        _time_varint(start_us << 1),
+        b"\x16",
+        _varint(duration_us << 1) if duration_us > 0 else b"\x00",
+        b"\x19",
+    )
+
+    attributes = span._attributes if type(span) is LightSpan else _span_attributes(span)
+    tags = _attribute_tags(attributes)
+    kind_tag = _KIND_TAGS.get(span._kind)
+    if kind_tag is not None and "span.kind" not in attributes:
+        tags.append(kind_tag)
+    status = span._status
+    status_code = status.status_code
+    if status_code is not _UNSET:
+        if status_code is _ERROR:
+            if "error" not in attributes:
+                tags.append(_ERROR_TAG)
+            tags.append(_STATUS_ERROR_TAG)
+            if status.description:
+                tags.append(_tag("otel.status_description", status.description))
+        else:
+            tags.append(_STATUS_OK_TAG)
+    scope = span._instrumentation_scope
+    if scope is not None:
+        global _last_scope
+        last = _last_scope
+        if last[0] is not scope:
+            last = _last_scope = (scope, _scope_tags(scope))
+        tags += last[1]
+    count = len(tags)
+    parts.append(_TAG_LIST_HEADERS[count] if count < 15 else _list_header(count, _CT_STRUCT))
+    parts += tags
     parts.append(_STOP)
     return b"".join(parts)
 
