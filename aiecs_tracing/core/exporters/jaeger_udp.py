@@ -12,6 +12,7 @@ Nothing here ever raises into the caller: resolution/socket/send failures are re
 from __future__ import annotations
 
 import itertools
+import operator
 import os
 import socket
 import threading
@@ -24,6 +25,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ..guard import report_error
+from ..light import LightSpan
 from .jaeger_thrift import (
     MESSAGE_OVERHEAD_MAX,
     encode_emit_batch,
@@ -46,6 +48,9 @@ RESOLVE_REFRESH_SECONDS = 300.0
 _PROCESS_CACHE_MAX = 32
 
 _EXPORT_ERROR = "jaeger-udp export"
+# The SDK's ReadableSpan and the light span keep their resource in this field (no property call).
+_FIELD_TYPES = (ReadableSpan, LightSpan)
+_RESOURCE_FIELD = operator.attrgetter("_resource")
 #: ``sendto`` flag that fails with EAGAIN instead of blocking (0 where the platform has none).
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 _ENCODE_ERROR = "jaeger-udp encode"
@@ -162,6 +167,13 @@ class JaegerUDPExporter(SpanExporter):
     @staticmethod
     def _group_by_resource(spans: Sequence[ReadableSpan]) -> list[tuple[Any, list[ReadableSpan]]]:
         """One Jaeger ``Process`` per resource; a batch nearly always has a single one."""
+        if spans and type(spans[0]) in _FIELD_TYPES:
+            try:  # the usual batch: one provider's spans, checked in C (no property call per span)
+                resources = set(map(id, map(_RESOURCE_FIELD, spans)))
+                if len(resources) == 1:
+                    return [(spans[0].resource, list(spans))]
+            except AttributeError:
+                pass
         groups: dict[int, tuple[Any, list[ReadableSpan]]] = {}
         for span in spans:
             resource = getattr(span, "resource", None)
@@ -178,8 +190,12 @@ class JaegerUDPExporter(SpanExporter):
         pending: list[bytes] = []
         pending_size = 0
         for span in spans:
-            encoded = self._encode_fitting(span, budget)
-            if encoded is None:
+            try:
+                encoded = encode_span(span)
+                if len(encoded) > budget:
+                    encoded = self._encode_truncated(span, budget)
+            except Exception as exc:  # noqa: BLE001 - one odd span must not sink the batch
+                report_error(_ENCODE_ERROR, exc)
                 ok = False
                 continue
             if pending and pending_size + len(encoded) > budget:
@@ -192,18 +208,12 @@ class JaegerUDPExporter(SpanExporter):
         return ok
 
     @staticmethod
-    def _encode_fitting(span: ReadableSpan, budget: int) -> bytes | None:
-        """The span's bytes, truncated if it cannot fit a datagram alone; None if it cannot be encoded."""
-        try:
-            encoded = encode_span(span)
-            if len(encoded) > budget:
-                encoded = encode_span_truncated(span, budget)
-                if len(encoded) > budget:
-                    raise ValueError(f"span {span.name!r} is {len(encoded)} bytes even truncated")
-            return encoded
-        except Exception as exc:  # noqa: BLE001 - one odd span must not sink the batch
-            report_error(_ENCODE_ERROR, exc)
-            return None
+    def _encode_truncated(span: ReadableSpan, budget: int) -> bytes:
+        """A span too big for a datagram on its own, squeezed until it fits (raises if it cannot)."""
+        encoded = encode_span_truncated(span, budget)
+        if len(encoded) > budget:
+            raise ValueError(f"span {span.name!r} is {len(encoded)} bytes even truncated")
+        return encoded
 
     def _process_bytes(self, resource: Any) -> bytes:
         """Encoded ``Process`` for ``resource``, cached: the SDK shares one Resource per provider."""
