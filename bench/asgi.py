@@ -82,6 +82,9 @@ def ours_app(port: int, exporter: str = "udp") -> tuple[FastAPI, TracingManager]
         set_global_provider=False,
         set_default_manager=False,
         exporter=exporter,
+        # bench/asgi_instructions.py sets a long delay: under valgrind a server is ~50x slower and
+        # a 1 s timer would decide, run by run, which spans go out on the timer and which in batches
+        schedule_delay_millis=int(os.environ.get("BENCH_SCHEDULE_DELAY_MS", "1000")),
     )
     app = hello_app()
     app.add_middleware(TracingMiddleware, tracing=tracing)

@@ -118,6 +118,7 @@ class LightSpan(trace.Span, ReadableSpan):
 
     __slots__ = ("_source",)
     _links = ()
+    _events: tuple[()] | list[Event] = ()  # a list once the first event is added (most spans have none)
     _instrumentation_info = None
     _resource = None  # set per span when recorded (the provider's), read by exporters
     _instrumentation_scope = None
@@ -136,7 +137,6 @@ class LightSpan(trace.Span, ReadableSpan):
         self._context = context
         self._parent = parent
         self._attributes = attributes
-        self._events: list[Event] = []
         self._status = _UNSET_STATUS
         self._source = source  # None: not sampled, nothing is recorded
         self._start_time = time_ns()
@@ -192,7 +192,9 @@ class LightSpan(trace.Span, ReadableSpan):
 
     def add_event(self, name: str, attributes: Any = None, timestamp: int | None = None) -> None:
         if self._end_time is None and len(self._events) < _MAX_EVENTS:
-            self._events.append(Event(name, attributes, timestamp))
+            if type(self._events) is tuple:
+                self._events = []
+            self._events.append(Event(name, attributes, timestamp))  # type: ignore[union-attr]
 
     def add_link(self, context: trace.SpanContext, attributes: Any = None) -> None:
         pass  # links are given at start; light spans take none
