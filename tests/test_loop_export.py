@@ -64,7 +64,10 @@ def test_full_batches_ended_on_a_loop_are_exported_on_that_loop(sink):
                 await asyncio.sleep(0)  # the loop's drain callbacks run between the app's own
 
     asyncio.run(main())
-    # everything arrived without a flush (the periodic export is a minute away)
+    # the full batches went out without a flush (the periodic export is a minute away); what is
+    # left below a chunk waits for the next batch or the timer: flush() sends it
+    assert len(sink.wait_for(3 * 64, timeout=5)) >= 3 * 64
+    assert t.flush(5)
     spans = sink.wait_for(4 * 64, timeout=5)
     assert len(spans) == 4 * 64
     assert {s.operation for s in spans} >= {"first0", "loop0-0", "loop2-63"}
@@ -178,4 +181,110 @@ def test_a_coroutine_that_never_yields_loses_no_spans(sink):
     info = t.get_tracer_info()
     assert info["spans_dropped"] == 0
     assert len(sink.wait_for(2032, timeout=5)) == 2032
+    t.close_tracer()
+
+
+def test_the_loop_never_resolves_the_agents_address(sink, monkeypatch):
+    """Even when the address is due for its refresh in the middle of a chunk: DNS may block."""
+    from aiecs_tracing.core.exporters import jaeger_udp
+
+    t = make_manager(sink, "dns-off-loop", schedule_delay_millis=60_000, max_export_batch_size=64)
+    _end_spans(t, 64, "resolve")
+    assert t.flush(5) and len(sink.wait_for(64, timeout=5)) == 64
+    exporter = t.exporter
+    resolved_on: list[str] = []
+    real_resolve = jaeger_udp._resolve
+
+    def recording_resolve(host, port):
+        resolved_on.append(threading.current_thread().name)
+        return real_resolve(host, port)
+
+    monkeypatch.setattr(jaeger_udp, "_resolve", recording_resolve)
+    real_nowait = exporter.export_nowait
+
+    def nowait_with_the_refresh_due_now(spans):
+        # 1 ms of freshness left when the chunk starts: it runs out while the chunk is encoded
+        exporter._resolved_at = time.monotonic() - jaeger_udp.RESOLVE_REFRESH_SECONDS + 0.001
+        return real_nowait(spans)
+
+    exporter.export_nowait = nowait_with_the_refresh_due_now
+
+    async def main() -> None:
+        for batch in range(3):
+            _end_spans(t, 64, f"b{batch}-")
+            for _ in range(20):
+                await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert t.flush(5) and len(sink.wait_for(256, timeout=5)) == 256
+    assert "MainThread" not in resolved_on  # refreshes, if any, ran on the export thread
+    t.close_tracer()
+
+
+def test_a_loop_busy_in_sync_code_does_not_hold_the_periodic_export(sink):
+    t = make_manager(sink, "busy-loop", schedule_delay_millis=100, max_export_batch_size=64)
+
+    async def main() -> int:
+        _end_spans(t, 64, "warm")  # a full batch: the processor now knows this loop
+        await _arrived(sink, 64)
+        for i in range(20):  # synchronous work on the loop's thread, a span every 100 ms
+            with t.span(f"work{i}"):
+                time.sleep(0.1)
+        deadline = time.monotonic() + 1.0  # still without yielding to the loop
+        while time.monotonic() < deadline and len([s for s in sink.spans if s.operation.startswith("work")]) < 19:
+            time.sleep(0.02)
+        return len([s for s in sink.spans if s.operation.startswith("work")])
+
+    assert asyncio.run(main()) >= 19  # the thread sent them while the loop could not
+    t.close_tracer()
+
+
+def test_an_exporter_raising_on_the_loop_has_its_spans_counted(sink):
+    t = make_manager(sink, "raising", schedule_delay_millis=60_000, max_export_batch_size=32)
+    _end_spans(t, 32, "warm")
+    assert t.flush(5)
+
+    def broken(spans):
+        raise ConnectionRefusedError("agent went away")
+
+    t.exporter.export_nowait = broken
+
+    async def main() -> None:
+        _end_spans(t, 48, "lost")  # one full batch and some, below the thread's backlog limit
+        for _ in range(10):
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert t.flush(5)
+    info = t.get_tracer_info()
+    assert info["spans_exported"] + info["spans_dropped"] == 80  # none vanish uncounted
+    assert info["spans_dropped"] > 0
+    t.close_tracer()
+
+
+def test_loop_chunks_shrink_when_export_is_slow(sink):
+    """Big spans (prompts in attributes) must not hold the loop for a whole 128-span chunk."""
+    t = make_manager(sink, "slow-chunks", schedule_delay_millis=60_000, max_export_batch_size=64)
+    _end_spans(t, 64, "warm")
+    assert t.flush(5)
+    sizes: list[int] = []
+    real_nowait = t.exporter.export_nowait
+
+    def slow(spans):
+        sizes.append(len(spans))
+        time.sleep(0.001 * len(spans))  # 1 ms per span
+        return real_nowait(spans)
+
+    t.exporter.export_nowait = slow
+
+    async def main() -> None:
+        _end_spans(t, 100, "big")  # below the thread's backlog limit (2 batches): the loop's job
+        for _ in range(200):
+            await asyncio.sleep(0)
+            if len(sink.spans) >= 64 + 100:
+                break
+
+    asyncio.run(main())
+    assert sizes and sizes[0] <= 16 and max(sizes[1:] or [0]) <= 8  # ~4 ms of work per callback
+    assert t.flush(5) and len(sink.wait_for(164, timeout=5)) == 164
     t.close_tracer()

@@ -24,6 +24,7 @@ import os
 import threading
 import weakref
 from asyncio import _get_running_loop  # the C accessor: no RuntimeError, a few ns
+from time import perf_counter
 from typing import Any
 
 from opentelemetry.context import Context
@@ -34,8 +35,12 @@ from .guard import report_error
 
 logger = logging.getLogger("aiecs_tracing")
 
-#: Spans exported per event-loop callback: ~1-2 ms of work, so requests interleave with export.
+#: Most spans exported per event-loop callback (2-3 ms of ordinary spans).
 LOOP_CHUNK = 128
+#: Work per loop callback the chunk size adapts to: big spans (LLM prompts in attributes) get
+#: smaller chunks, so requests keep interleaving with export.
+LOOP_BUDGET_SECONDS = 0.004
+_FIRST_LOOP_CHUNK = 16  # start small: the first chunk's cost is unknown
 
 
 class BoundedBatchProcessor(SpanProcessor):
@@ -69,6 +74,8 @@ class BoundedBatchProcessor(SpanProcessor):
         self._drain_loop: Any = None  # the event loop a chunked drain is scheduled on
         self._last_loop: Any = None  # the loop that last handed over a full batch
         self._thread_must_drain = False  # the loop declined (the exporter would block)
+        self._handoff_pending = False  # a periodic drain handed to the loop has not run yet
+        self._loop_chunk = _FIRST_LOOP_CHUNK
 
     # --- SpanProcessor ----------------------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -166,22 +173,31 @@ class BoundedBatchProcessor(SpanProcessor):
         what is left below a full batch; on a busy loop that is most spans.
         """
         loop = self._last_loop
-        if loop is None or self._thread_must_drain or len(self._queue) >= self._loop_backlog_limit():
-            self._thread_must_drain = False  # a loop that is blocked or behind is helped here
+        if (
+            loop is None
+            or self._thread_must_drain
+            or self._handoff_pending  # the last hand-off did not run within a period: loop busy
+            or len(self._queue) >= self._loop_backlog_limit()
+        ):
+            self._thread_must_drain = self._handoff_pending = False  # helped here instead
             return False
         if loop.is_closed() or not loop.is_running():
             self._last_loop = None
             return False
         if not self._queue:
             return True
+        self._handoff_pending = True
         try:
             loop.call_soon_threadsafe(self._drain_on_loop, loop, True)
         except RuntimeError:  # closed in the meantime
+            self._handoff_pending = False
             return False
         return True
 
     def _drain_on_loop(self, loop: Any, everything: bool = False) -> None:
         """One chunk on the loop's thread, then yield to the loop's other callbacks."""
+        if everything:
+            self._handoff_pending = False
         try:
             queue = self._queue
             if not self._export_lock.acquire(blocking=False):  # the thread is exporting: let it
@@ -190,13 +206,19 @@ class BoundedBatchProcessor(SpanProcessor):
                 self._wake.set()
                 return
             try:
-                chunk = min(LOOP_CHUNK, self.max_export_batch_size)
+                chunk = min(self._loop_chunk, self.max_export_batch_size)
                 batch = [queue.popleft() for _ in range(min(chunk, len(queue)))]
                 if not batch:
                     self._drain_loop = None
                     return
                 export_nowait = getattr(self.exporter, "export_nowait", None)
-                result = export_nowait(batch) if export_nowait is not None else None
+                started = perf_counter()
+                try:
+                    result = export_nowait(batch) if export_nowait is not None else None
+                except Exception as exc:  # a third-party exporter: counted like the thread's failures
+                    report_error("span export", exc)
+                    result = SpanExportResult.FAILURE
+                self._adapt_loop_chunk(len(batch), perf_counter() - started)
                 if result is None:  # the exporter would block (e.g. DNS): the thread does it
                     queue.extendleft(reversed(batch))
                     self._drain_loop = None
@@ -206,13 +228,22 @@ class BoundedBatchProcessor(SpanProcessor):
                 self._account(batch, result)
             finally:
                 self._export_lock.release()
-            if (len(queue) >= chunk or (everything and queue)) and not loop.is_closed():
+            # go on while a chunk's worth is queued; less waits for the next batch or the timer
+            more = len(queue) >= min(self._loop_chunk, self.max_export_batch_size) or (everything and queue)
+            if more and not loop.is_closed():
                 loop.call_soon(self._drain_on_loop, loop, everything)
             else:
                 self._drain_loop = None
         except Exception as exc:
             self._drain_loop = None
             report_error("span export", exc)
+
+    def _adapt_loop_chunk(self, exported: int, seconds: float) -> None:
+        """Next chunk: halve it past the time budget, double it (up to LOOP_CHUNK) well within."""
+        if seconds > LOOP_BUDGET_SECONDS:
+            self._loop_chunk = max(1, exported // 2)
+        elif seconds < LOOP_BUDGET_SECONDS / 2 and exported >= self._loop_chunk:
+            self._loop_chunk = min(LOOP_CHUNK, self._loop_chunk * 2)
 
     def _start_thread(self) -> None:
         with self._thread_lock:

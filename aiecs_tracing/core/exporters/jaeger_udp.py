@@ -239,7 +239,7 @@ class JaegerUDPExporter(SpanExporter):
     def _send(self, process: bytes, span_bytes: list[bytes], flags: int = 0) -> bool:
         payload = encode_emit_batch(process, span_bytes, next(self._seq_ids))
         try:
-            sock, address = self._socket_and_address()
+            sock, address = self._socket_and_address(resolve=not flags & _DONTWAIT)
             sock.sendto(payload, flags, address)
         except Exception as exc:  # noqa: BLE001 - DNS, unreachable, EMSGSIZE, closed socket...
             report_error(_EXPORT_ERROR, exc)
@@ -249,10 +249,17 @@ class JaegerUDPExporter(SpanExporter):
             self.spans_sent += len(span_bytes)
         return True
 
-    def _socket_and_address(self) -> tuple[socket.socket, Any]:
-        """Lazily resolve the agent and (re)create the socket, also after ``os.fork()``."""
+    def _socket_and_address(self, resolve: bool = True) -> tuple[socket.socket, Any]:
+        """Lazily resolve the agent and (re)create the socket, also after ``os.fork()``.
+
+        ``resolve=False`` (the event loop's path) uses the address already known, however old:
+        a lookup may block, and refreshing is the export thread's job.
+        """
         with self._lock:
-            family, sockaddr = self._current_address()
+            if resolve or self._address is None:
+                family, sockaddr = self._current_address()
+            else:
+                family, sockaddr = self._address
             pid = os.getpid()
             sock = self._sock
             if sock is None or self._sock_pid != pid or self._sock_family != family:
