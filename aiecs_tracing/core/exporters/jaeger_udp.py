@@ -25,8 +25,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ..guard import report_error
-from ..light import LightSpan
 from .jaeger_thrift import (
+    _FIELD_TYPES,
     MESSAGE_OVERHEAD_MAX,
     encode_emit_batch,
     encode_process,
@@ -48,8 +48,7 @@ RESOLVE_REFRESH_SECONDS = 300.0
 _PROCESS_CACHE_MAX = 32
 
 _EXPORT_ERROR = "jaeger-udp export"
-# The SDK's ReadableSpan and the light span keep their resource in this field (no property call).
-_FIELD_TYPES = (ReadableSpan, LightSpan)
+# The SDK's ReadableSpan and the light span (_FIELD_TYPES) keep their resource in this field.
 _RESOURCE_FIELD = operator.attrgetter("_resource")
 #: ``sendto`` flag that fails with EAGAIN instead of blocking (0 where the platform has none).
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
