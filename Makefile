@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench serve clean services
+.PHONY: demo test lint bench serve clean services jaeger
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,8 +22,12 @@ serve: $(STAMP)
 services:
 	bash scripts/ensure_services.sh
 
-test: $(STAMP) services
-	bash scripts/ensure_chromium.sh || true
+# Jaeger v2 (tools/jaeger/go.mod), built once per machine into ~/.cache/aiecs-tracing.
+jaeger:
+	bash scripts/ensure_jaeger.sh
+
+test: $(STAMP) services jaeger
+	bash scripts/ensure_chromium.sh
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

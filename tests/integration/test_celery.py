@@ -18,7 +18,10 @@ from celery import chain, chord, group
 
 from aiecs_tracing.integrations.celery import install_celery_tracing, uninstall_celery_tracing
 from tests.integration._celery_util import Worker, broker_urls, new_queue_name, producer_app
+from tests.services import missing_service
 from tests.wire import JaegerUDPSink, WireSpan, make_manager
+
+BROKER_HOW = "run scripts/ensure_services.sh (installs and starts Redis and RabbitMQ)"
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -62,7 +65,7 @@ def named(spans: list[WireSpan], operation: str) -> list[WireSpan]:
 def env(request: pytest.FixtureRequest) -> Iterator[CeleryEnv]:
     urls = broker_urls(request.param)
     if urls is None:
-        pytest.skip(f"{request.param} is not listening on 127.0.0.1")
+        missing_service(f"{request.param} on 127.0.0.1", BROKER_HOW)
     sink = JaegerUDPSink()
     queue = new_queue_name(request.param[:1])
     worker = Worker(urls[0], urls[1], queue, sink.port)
@@ -161,7 +164,7 @@ def test_group_is_one_trace(env: CeleryEnv) -> None:
 
 def test_chord_header_and_body_in_one_trace(env: CeleryEnv) -> None:
     if env.backend_url.startswith("rpc"):
-        pytest.skip("chords need a result backend with joins (Redis is down)")
+        missing_service("Redis (the chord test's result backend) on 127.0.0.1:6379", BROKER_HOW)
     with env.tracing.span("caller") as caller:
         result = chord([env.sig("itest.add", i, 1) for i in range(3)], env.sig("itest.tsum")).apply_async()
     assert result.get(timeout=RESULT_TIMEOUT) == 6
@@ -325,7 +328,7 @@ def test_max_tasks_per_child_1_loses_no_span_on_graceful_stop(broker: str) -> No
     """OpenTelemetry issue 4916: "10 tasks in, 1 span out". Here: 10 in, 10 out."""
     urls = broker_urls(broker)
     if urls is None:
-        pytest.skip(f"{broker} is not listening on 127.0.0.1")
+        missing_service(f"{broker} on 127.0.0.1", BROKER_HOW)
     sink = JaegerUDPSink()
     queue = new_queue_name("m")
     worker = Worker(urls[0], urls[1], queue, sink.port, max_tasks_per_child=1)
@@ -411,7 +414,7 @@ def test_threads_and_solo_pools(pool: str) -> None:
     """Tasks run in the worker's main process: the same trace, the same current-span handling."""
     urls = broker_urls("redis") or broker_urls("rabbitmq")
     if urls is None:
-        pytest.skip("neither Redis nor RabbitMQ is listening on 127.0.0.1")
+        missing_service("Redis or RabbitMQ on 127.0.0.1", BROKER_HOW)
     sink = JaegerUDPSink()
     queue = new_queue_name(pool[:1])
     worker = Worker(urls[0], urls[1], queue, sink.port, pool=pool, concurrency=2 if pool == "threads" else 1)

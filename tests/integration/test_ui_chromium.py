@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.services import missing_service
+
 httpx = pytest.importorskip("httpx")
 sync_client = pytest.importorskip("websockets.sync.client")
 
@@ -359,9 +361,7 @@ def otlp_trace(t0_ns: int) -> dict:
 def chromium_binary() -> str:
     binary = find_chromium()
     if binary is None:
-        pytest.skip(
-            "no chromium binary (install with: apt-get install -y chromium, or run scripts/ensure_chromium.sh)"
-        )
+        missing_service("a chromium binary", "run scripts/ensure_chromium.sh (or apt-get install -y chromium)")
     return binary
 
 
