@@ -9,6 +9,7 @@ manager starts disabled, naming the culprit.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ DEFAULT_AGENT_HOST = "localhost"
 DEFAULT_AGENT_PORT = 6831
 DEFAULT_MAX_TAG_VALUE_LENGTH = 1024
 DEFAULT_MAX_ARGS = 32
+#: Seconds the exit flush (queue and in-flight export together) may hold the process, all managers at once.
+DEFAULT_SHUTDOWN_TIMEOUT = 2.0
 DEFAULT_SECRET_KEYS = (
     "password",
     "passwd",
@@ -71,6 +74,7 @@ class TracingConfig:
     max_export_batch_size: int = 512
     schedule_delay_millis: int = 1000
     export_timeout_millis: int = 10_000
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     error: str | None = None
 
 
@@ -95,6 +99,14 @@ def parse_port(name: str, value: Any) -> int:
     if not 0 <= port <= 65535:
         raise ConfigError(f"{name}={value!r} is out of range 0-65535")
     return port
+
+
+def parse_seconds(name: str, value: Any) -> float:
+    """A finite, non-negative number of seconds."""
+    seconds = _parse_float(name, value) if not isinstance(value, bool) else math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"{name}={value!r} is not a number of seconds >= 0")
+    return seconds
 
 
 def parse_key_values(name: str, value: str, *, sep: str = ",") -> dict[str, str]:
@@ -307,6 +319,9 @@ def _resolve_into(
             if number < 0:
                 raise ConfigError(f"{name}={value!r} must be >= 0")
             setattr(cfg, name, number)
+    source, value = _pick(options.pop("shutdown_timeout", None), env, "AIECS_TRACING_SHUTDOWN_TIMEOUT")
+    if value is not None:
+        cfg.shutdown_timeout = parse_seconds("shutdown_timeout" if source == "argument" else str(source), value)
     if "secret_keys" in options:
         cfg.secret_keys = _key_list("secret_keys", options.pop("secret_keys"))
     if "extra_secret_keys" in options:

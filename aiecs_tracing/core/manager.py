@@ -14,6 +14,7 @@ import contextvars
 import logging
 import socket
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
@@ -123,7 +124,13 @@ class TracingManager:
             attributes["service.name"] = cfg.service_name
             attributes.setdefault("host.name", _hostname())
             resource = Resource.create(attributes)
-            provider = TracerProvider(resource=resource, sampler=build_sampler(cfg.sampler_type, cfg.sampler_param))
+            # shutdown_on_exit=False: the SDK's own exit hook would spend its 5 s default in the
+            # flush and again in the join, per manager; ours (below) shares one deadline.
+            provider = TracerProvider(
+                resource=resource,
+                sampler=build_sampler(cfg.sampler_type, cfg.sampler_param),
+                shutdown_on_exit=False,
+            )
             if self._custom_exporter is not None:
                 exporter, self.endpoint = self._custom_exporter, type(self._custom_exporter).__name__
             else:
@@ -134,6 +141,7 @@ class TracingManager:
                     max_queue_size=cfg.max_queue_size,
                     max_export_batch_size=cfg.max_export_batch_size,
                     schedule_delay_millis=cfg.schedule_delay_millis,
+                    shutdown_timeout=cfg.shutdown_timeout,
                 )
                 provider.add_span_processor(self.processor)
             self.exporter = exporter
@@ -506,8 +514,21 @@ class TracingManager:
             guard.report_error("flush", exc)
             return False
 
-    def close_tracer(self, timeout: float = 5.0) -> None:
-        """Flush and shut down; afterwards the manager is a harmless no-op (idempotent)."""
+    def close_tracer(self, timeout: float | None = None) -> None:
+        """Flush and shut down; afterwards the manager is a harmless no-op (idempotent).
+
+        Returns within ``timeout`` seconds (default: the ``shutdown_timeout`` setting, 2 s)
+        plus a few milliseconds, even when the backend hangs; spans not sent by then are
+        counted in ``get_tracer_info()["spans_dropped"]``.
+        """
+        try:
+            seconds = self.config.shutdown_timeout if timeout is None else max(0.0, float(timeout))
+        except (TypeError, ValueError):
+            seconds = self.config.shutdown_timeout
+        self._close_until(time.monotonic() + seconds)
+
+    def _close_until(self, deadline: float) -> None:
+        """:meth:`close_tracer` against an absolute ``time.monotonic()`` deadline."""
         global _default_manager
         if self._closed:
             return
@@ -515,7 +536,7 @@ class TracingManager:
         self._active = False
         try:
             if self.processor is not None:
-                self.processor.shutdown(int(timeout * 1000))
+                self.processor.shutdown_until(deadline)
         except Exception as exc:
             guard.report_error("close_tracer", exc)
         with _default_lock:
@@ -668,13 +689,39 @@ def _register_child_finalizer(manager: TracingManager) -> None:
 def _flush_ref(ref: weakref.ref[TracingManager]) -> None:
     manager = ref()
     if manager is not None and manager._active:
-        manager.flush(timeout=2.0)
+        manager.flush(timeout=manager.config.shutdown_timeout)
+
+
+_EXIT_MARGIN = 0.05  # seconds a closing thread may overrun the shared deadline before exit goes on
 
 
 @atexit.register
 def _close_all_at_exit() -> None:
-    for manager in list(_all_managers):
+    """One exit hook for every manager: all closed in parallel against one deadline.
+
+    The deadline is the longest ``shutdown_timeout`` among open managers (2 s by default),
+    counted once for the whole process: three managers whose backend hangs cost 2 s, not 6.
+    """
+    managers = [m for m in list(_all_managers) if not m._closed]
+    if not managers:
+        return
+    deadline = time.monotonic() + max(m.config.shutdown_timeout for m in managers)
+    threads = []
+    for manager in managers:
         try:
-            manager.close_tracer(timeout=2.0)
-        except Exception:
-            pass
+            thread = threading.Thread(
+                target=_close_quietly, args=(manager, deadline), name="aiecs-tracing-exit", daemon=True
+            )
+            thread.start()
+            threads.append(thread)
+        except Exception:  # no threads at this point of shutdown: close in turn, same deadline
+            _close_quietly(manager, deadline)
+    for thread in threads:
+        thread.join(max(0.0, deadline + _EXIT_MARGIN - time.monotonic()))
+
+
+def _close_quietly(manager: TracingManager, deadline: float) -> None:
+    try:
+        manager._close_until(deadline)
+    except Exception:
+        pass

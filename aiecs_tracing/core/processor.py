@@ -24,7 +24,7 @@ import os
 import threading
 import weakref
 from asyncio import _get_running_loop  # the C accessor: no RuntimeError, a few ns
-from time import perf_counter
+from time import monotonic, perf_counter
 from typing import Any
 
 from opentelemetry.context import Context
@@ -50,11 +50,13 @@ class BoundedBatchProcessor(SpanProcessor):
         max_queue_size: int = 2048,
         max_export_batch_size: int = 512,
         schedule_delay_millis: int = 1000,
+        shutdown_timeout: float = 2.0,
     ) -> None:
         self.exporter = exporter
         self.max_queue_size = max(1, max_queue_size)
         self.max_export_batch_size = max(1, max_export_batch_size)
         self.delay = max(0.001, schedule_delay_millis / 1000.0)
+        self.shutdown_timeout = max(0.0, shutdown_timeout)
         self.exported = 0
         self.dropped = 0
         self.export_failures = 0
@@ -69,6 +71,11 @@ class BoundedBatchProcessor(SpanProcessor):
         self._queue: collections.deque[ReadableSpan] = collections.deque()
         self._wake = threading.Event()
         self._export_lock = threading.Lock()
+        # Batches handed to ``exporter.export`` and not yet answered (id -> size): what a
+        # shutdown that runs out of time writes off as dropped while the export hangs on.
+        self._in_flight: dict[int, int] = {}
+        self._written_off: set[int] = set()
+        self._account_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
         self._drain_loop: Any = None  # the event loop a chunked drain is scheduled on
@@ -105,11 +112,16 @@ class BoundedBatchProcessor(SpanProcessor):
             report_error("span processor", exc)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Export everything queued now; wait at most the timeout (False when it ran out).
+        """Export everything queued now; wait at most the timeout (False when it ran out)."""
+        return self._flush_until(monotonic() + max(0.0, timeout_millis / 1000.0))
 
-        The export runs in a daemon thread joined with the timeout: an exporter retrying a
-        backend that is down (OTLP) must not hold the caller, a worker exiting or the
-        interpreter at exit, longer than asked.
+    def _flush_until(self, deadline: float) -> bool:
+        """Export what is queued, waiting until ``deadline`` (monotonic) at the latest.
+
+        The export runs in a daemon thread and is waited for until the deadline: an exporter
+        retrying a backend that is down (OTLP), or blocked on one that accepted the connection
+        and never answers, must not hold the caller, a worker exiting or the interpreter at
+        exit, longer than asked. The thread may be left behind; the process can still exit.
         """
         done = threading.Event()
         outcome = [False]
@@ -127,27 +139,66 @@ class BoundedBatchProcessor(SpanProcessor):
         except Exception as exc:  # no threads left (interpreter shutting down): flush inline
             report_error("span flush", exc)
             run()
-        return done.wait(max(0.0, timeout_millis / 1000.0)) and outcome[0]
+        return done.wait(max(0.0, deadline - monotonic())) and outcome[0]
 
-    def shutdown(self, timeout_millis: int = 5000) -> None:
-        """Flush what is queued, but never hold the process (at exit) longer than the timeout.
+    def shutdown(self, timeout_millis: int | None = None) -> None:
+        """Flush and stop, within ``timeout_millis`` (default: ``shutdown_timeout``) in all.
 
-        A backend that is down while the app exits costs at most ``timeout_millis``, not the
-        exporter's retry budget (see :meth:`force_flush`).
+        One deadline covers the flush, the export thread's join and the exporter's own
+        shutdown, so a backend that is down or hangs costs at most the timeout (plus a few
+        milliseconds), never the exporter's retry budget. What is still queued or in flight
+        at the deadline is counted as dropped (and logged once); a hung export thread is left
+        behind as a daemon.
         """
+        timeout = self.shutdown_timeout if timeout_millis is None else max(0.0, timeout_millis / 1000.0)
+        self.shutdown_until(monotonic() + timeout)
+
+    def shutdown_until(self, deadline: float) -> None:
+        """:meth:`shutdown` with an absolute ``time.monotonic()`` deadline (shared by managers)."""
         if self._shutdown:
             return
-        if not self.force_flush(max(50, timeout_millis)) and self._queue:
-            self._count_drop(len(self._queue), "the exporter did not finish before shutdown")
+        flushed = self._flush_until(deadline)
         self._shutdown = True
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=max(0.1, timeout_millis / 1000.0))
+            thread.join(timeout=max(0.0, deadline - monotonic()))
+        if not flushed:
+            self._write_off("the exporter did not finish before shutdown")
+        # The exporter's shutdown interrupts its retry back-off (OTLP); bounded like the rest.
+        done = threading.Event()
+
+        def stop_exporter() -> None:
+            try:
+                self.exporter.shutdown()
+            except Exception as exc:
+                report_error("exporter shutdown", exc)
+            finally:
+                done.set()
+
         try:
-            self.exporter.shutdown()
-        except Exception as exc:
-            report_error("exporter shutdown", exc)
+            threading.Thread(target=stop_exporter, name="aiecs-tracing-exporter-stop", daemon=True).start()
+        except Exception:  # interpreter shutting down: no thread to spare
+            stop_exporter()
+        done.wait(max(0.01, min(0.1, deadline - monotonic())))
+
+    def _write_off(self, reason: str) -> None:
+        """Count what is still queued or in an unanswered export as dropped, once."""
+        with self._account_lock:
+            count = 0
+            queue = self._queue
+            while queue:
+                try:
+                    queue.popleft()
+                except IndexError:
+                    break
+                count += 1
+            for batch_id, size in self._in_flight.items():
+                if batch_id not in self._written_off:
+                    self._written_off.add(batch_id)
+                    count += size
+        if count:
+            self._count_drop(count, reason)
 
     # --- internals ----------------------------------------------------------------------
     def _schedule_on_loop(self, queued: int) -> bool:
@@ -277,11 +328,18 @@ class BoundedBatchProcessor(SpanProcessor):
         return ok
 
     def _export(self, batch: list[ReadableSpan]) -> bool:
+        key = id(batch)
+        self._in_flight[key] = len(batch)
         try:
             result = self.exporter.export(batch)
         except Exception as exc:
             report_error("span export", exc)
             result = SpanExportResult.FAILURE
+        with self._account_lock:
+            self._in_flight.pop(key, None)
+            if key in self._written_off:  # a shutdown gave up on it and counted it already
+                self._written_off.discard(key)
+                return result is SpanExportResult.SUCCESS
         return self._account(batch, result)
 
     def _account(self, batch: list[ReadableSpan], result: SpanExportResult) -> bool:
@@ -310,6 +368,7 @@ class BoundedBatchProcessor(SpanProcessor):
     def stats(self) -> dict[str, Any]:
         return {
             "queued": len(self._queue),
+            "in_flight": sum(self._in_flight.values()),
             "exported": self.exported,
             "dropped": self.dropped,
             "export_failures": self.export_failures,
