@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +40,12 @@ DEFAULT_SECRET_KEYS = (
     "private_key",
 )
 EXPORTERS = ("udp", "otlp", "console", "memory", "none")
-SAMPLER_TYPES = ("const", "probabilistic", "ratelimiting")
+SAMPLER_TYPES = ("const", "probabilistic", "ratelimiting", "remote")
+DEFAULT_SAMPLING_ENDPOINT = "http://localhost:5778/sampling"
+DEFAULT_SAMPLING_REFRESH_SECONDS = 60.0
+DEFAULT_REMOTE_INITIAL_RATE = 0.001  # jaeger-client's and OpenTelemetry's initial sampling rate
+_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 _TRUE = {"true", "1", "yes", "on", "y", "t"}
 _FALSE = {"false", "0", "no", "off", "n", "f"}
@@ -60,6 +66,8 @@ class TracingConfig:
     otlp_headers: dict[str, str] = field(default_factory=dict)
     sampler_type: str = "const"
     sampler_param: float = 1.0
+    sampling_endpoint: str = DEFAULT_SAMPLING_ENDPOINT
+    sampling_refresh_interval: float = DEFAULT_SAMPLING_REFRESH_SECONDS
     resource_attributes: dict[str, str] = field(default_factory=dict)
     process_tags: dict[str, str] = field(default_factory=dict)
     propagators: tuple[str, ...] = ("tracecontext", "baggage", "jaeger")
@@ -141,9 +149,82 @@ def _sampler_from_otel(name: str, arg: str | None) -> tuple[str, float]:
     }
     if name in mapping:
         return mapping[name]
+    if name in ("jaeger_remote", "parentbased_jaeger_remote"):
+        rate = _otel_remote_arg(arg).get("initialSamplingRate")
+        return "remote", _parse_float("OTEL_TRACES_SAMPLER_ARG initialSamplingRate", rate or DEFAULT_REMOTE_INITIAL_RATE)
     if name in ("traceidratio", "parentbased_traceidratio"):
         return "probabilistic", _parse_float("OTEL_TRACES_SAMPLER_ARG", arg if arg is not None else "1.0")
     raise ConfigError(f"OTEL_TRACES_SAMPLER={name!r} is not supported")
+
+
+def _otel_remote_arg(arg: str | None) -> dict[str, str]:
+    """``endpoint=<url>,pollingIntervalMs=<n>,initialSamplingRate=<r>`` (OpenTelemetry's jaeger_remote)."""
+    values = parse_key_values("OTEL_TRACES_SAMPLER_ARG", arg or "")
+    unknown = sorted(set(values) - {"endpoint", "pollingIntervalMs", "initialSamplingRate"})
+    if unknown:
+        raise ConfigError(f"OTEL_TRACES_SAMPLER_ARG: unknown key(s) {', '.join(unknown)} for jaeger_remote")
+    return values
+
+
+def parse_duration_seconds(name: str, value: Any) -> float:
+    """Seconds, from a number or a Go duration (``500ms``, ``1m``, ``1h30m``); must be > 0."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r} is not a duration")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = str(value).strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            parts = _GO_DURATION.findall(text)
+            if not parts or "".join(number + unit for number, unit in parts) != text:
+                raise ConfigError(f"{name}={value!r} is not a duration (seconds, or like 500ms, 1m)") from None
+            seconds = sum(float(number) * _GO_UNITS[unit] for number, unit in parts)
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigError(f"{name}={value!r} must be a positive duration")
+    return seconds
+
+
+def _sampling_endpoint(name: str, value: Any) -> str:
+    from urllib.parse import urlsplit
+
+    text = str(value).strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name}={value!r} is not an http(s) URL")
+    return text
+
+
+def _resolve_remote(cfg: TracingConfig, env: Mapping[str, str], options: dict[str, Any], otel: bool) -> None:
+    """Endpoint and refresh interval: argument > OTEL_TRACES_SAMPLER_ARG > JAEGER_* > default."""
+    endpoint = options.pop("sampling_endpoint", None)
+    interval = options.pop("sampling_refresh_interval", None)
+    if endpoint is not None:
+        cfg.sampling_endpoint = _sampling_endpoint("sampling_endpoint", endpoint)
+    if interval is not None:
+        cfg.sampling_refresh_interval = parse_duration_seconds("sampling_refresh_interval", interval)
+    if cfg.sampler_type != "remote":
+        return
+    otel_arg = _otel_remote_arg(env.get("OTEL_TRACES_SAMPLER_ARG")) if otel else {}
+    if endpoint is None:
+        if otel_arg.get("endpoint"):
+            cfg.sampling_endpoint = _sampling_endpoint("OTEL_TRACES_SAMPLER_ARG endpoint", otel_arg["endpoint"])
+        elif env.get("JAEGER_SAMPLING_ENDPOINT"):
+            cfg.sampling_endpoint = _sampling_endpoint("JAEGER_SAMPLING_ENDPOINT", env["JAEGER_SAMPLING_ENDPOINT"])
+        elif env.get("JAEGER_SAMPLER_MANAGER_HOST_PORT"):
+            host_port = env["JAEGER_SAMPLER_MANAGER_HOST_PORT"].strip()
+            url = host_port if "://" in host_port else f"http://{host_port}/sampling"
+            cfg.sampling_endpoint = _sampling_endpoint("JAEGER_SAMPLER_MANAGER_HOST_PORT", url)
+    if interval is None:
+        if otel_arg.get("pollingIntervalMs"):
+            millis = _parse_float("OTEL_TRACES_SAMPLER_ARG pollingIntervalMs", otel_arg["pollingIntervalMs"])
+            cfg.sampling_refresh_interval = parse_duration_seconds("OTEL_TRACES_SAMPLER_ARG pollingIntervalMs",
+                                                                   millis / 1000)
+        elif env.get("JAEGER_SAMPLER_REFRESH_INTERVAL"):
+            cfg.sampling_refresh_interval = parse_duration_seconds(
+                "JAEGER_SAMPLER_REFRESH_INTERVAL", env["JAEGER_SAMPLER_REFRESH_INTERVAL"]
+            )
 
 
 def _parse_float(name: str, value: Any) -> float:
@@ -160,6 +241,8 @@ def validate_sampler(sampler_type: str, param: float) -> None:
         raise ConfigError(f"const sampler param {param!r} must be 0 or 1")
     if sampler_type == "probabilistic" and not 0.0 <= param <= 1.0:
         raise ConfigError(f"probabilistic sampler param {param!r} is out of range 0..1")
+    if sampler_type == "remote" and not 0.0 <= param <= 1.0:
+        raise ConfigError(f"remote sampler initial sampling rate {param!r} is out of range 0..1")
     if sampler_type == "ratelimiting" and not param >= 0:
         raise ConfigError(f"ratelimiting sampler param {param!r} must be >= 0 spans per second")
 
@@ -261,14 +344,19 @@ def _resolve_into(
         sampler_type = env["JAEGER_SAMPLER_TYPE"].strip().lower()
         if sampler_param is None and "JAEGER_SAMPLER_PARAM" in env:
             sampler_param = _parse_float("JAEGER_SAMPLER_PARAM", env["JAEGER_SAMPLER_PARAM"])
+    from_otel = False
     if sampler_type is None and "OTEL_TRACES_SAMPLER" in env:
         sampler_type, otel_param = _sampler_from_otel(env["OTEL_TRACES_SAMPLER"], env.get("OTEL_TRACES_SAMPLER_ARG"))
         sampler_param = otel_param if sampler_param is None else sampler_param
+        from_otel = True
     if sampler_param is None and "JAEGER_SAMPLER_PARAM" in env:
         sampler_param = _parse_float("JAEGER_SAMPLER_PARAM", env["JAEGER_SAMPLER_PARAM"])
     cfg.sampler_type = str(sampler_type or "const").lower()
-    cfg.sampler_param = 1.0 if sampler_param is None else _parse_float("sampler_param", sampler_param)
+    if sampler_param is None:
+        sampler_param = DEFAULT_REMOTE_INITIAL_RATE if cfg.sampler_type == "remote" else 1.0
+    cfg.sampler_param = _parse_float("sampler_param", sampler_param)
     validate_sampler(cfg.sampler_type, cfg.sampler_param)
+    _resolve_remote(cfg, env, options, from_otel)
 
     otlp = options.pop("otlp_endpoint", None)
     cfg.otlp_endpoint = otlp if otlp is not None else _otlp_traces_endpoint(env)

@@ -37,7 +37,7 @@ from .exporters.factory import build_exporter
 from .light import LightSource, start_light
 from .processor import BoundedBatchProcessor
 from .propagation import extract_headers, inject_fields, inject_headers
-from .sampling import build_sampler, describe_sampler
+from .sampling import close_sampler, describe_sampler, sampler_for, sampling_info
 from .span import NoopSpan, Span, SpanContext, to_span_kind
 
 logger = logging.getLogger("aiecs_tracing")
@@ -128,7 +128,7 @@ class TracingManager:
             # flush and again in the join, per manager; ours (below) shares one deadline.
             provider = TracerProvider(
                 resource=resource,
-                sampler=build_sampler(cfg.sampler_type, cfg.sampler_param),
+                sampler=sampler_for(cfg),
                 shutdown_on_exit=False,
             )
             if self._custom_exporter is not None:
@@ -539,6 +539,8 @@ class TracingManager:
                 self.processor.shutdown_until(deadline)
         except Exception as exc:
             guard.report_error("close_tracer", exc)
+        if self.provider is not None:
+            close_sampler(self.provider.sampler)  # stops remote sampling's poller
         with _default_lock:
             if _default_manager is self:
                 _default_manager = None
@@ -556,6 +558,7 @@ class TracingManager:
             "exporter": cfg.exporter if self._active or self._closed else None,
             "endpoint": self.endpoint,
             "sampler": describe_sampler(cfg.sampler_type, cfg.sampler_param),
+            "sampling": sampling_info(self.provider.sampler if self.provider is not None else None),
             "propagators": list(self._formats),
             "spans_started": self._spans_started,
             "spans_finished": self._spans_finished,

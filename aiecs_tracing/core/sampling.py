@@ -1,7 +1,8 @@
-"""jaeger-client's samplers on OpenTelemetry: const, probabilistic, ratelimiting.
+"""jaeger-client's samplers on OpenTelemetry: const, probabilistic, ratelimiting, remote.
 
 All are parent-based: a sampled (or dropped) upstream decision, from either W3C or
 Jaeger headers, is honoured, so a trace is never cut in half between services.
+``remote`` (Jaeger remote sampling, polled strategies) lives in ``remote_sampling.py``.
 OpenTelemetry Python has no rate-limiting sampler; ``RateLimitingSampler`` is a token
 bucket in spans per second, as jaeger-client's was.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.sampling import (
@@ -36,7 +38,7 @@ class RateLimitingSampler(Sampler):
         self._last = time.monotonic()
         self._lock = threading.Lock()
 
-    def _take(self) -> bool:
+    def take(self) -> bool:
         if self.rate <= 0:
             return False
         with self._lock:
@@ -58,15 +60,30 @@ class RateLimitingSampler(Sampler):
         links: Sequence[Link] | None = None,
         trace_state: TraceState | None = None,
     ) -> SamplingResult:
-        decision = Decision.RECORD_AND_SAMPLE if self._take() else Decision.DROP
+        decision = Decision.RECORD_AND_SAMPLE if self.take() else Decision.DROP
         return SamplingResult(decision, attributes, trace_state)
 
     def get_description(self) -> str:
         return f"RateLimitingSampler{{{self.rate}}}"
 
 
-def build_sampler(sampler_type: str, param: float) -> Sampler:
-    """A parent-based sampler for a validated (type, param) pair."""
+def build_sampler(
+    sampler_type: str,
+    param: float,
+    *,
+    service_name: str = "",
+    endpoint: str = "",
+    refresh_interval: float = 60.0,
+) -> Sampler:
+    """A parent-based sampler for a validated (type, param) pair.
+
+    ``remote`` polls ``endpoint`` for ``service_name``'s strategy every ``refresh_interval``
+    seconds, ``param`` being the probability in force until the first answer.
+    """
+    if sampler_type == "remote":
+        from .remote_sampling import JaegerRemoteSampler
+
+        return JaegerRemoteSampler(service_name, endpoint, param, refresh_interval)
     if sampler_type == "const":
         root: Sampler = ALWAYS_ON if param else ALWAYS_OFF
     elif sampler_type == "probabilistic":
@@ -80,3 +97,27 @@ def build_sampler(sampler_type: str, param: float) -> Sampler:
 
 def describe_sampler(sampler_type: str, param: float) -> str:
     return f"{sampler_type}:{param:g} (parent-based)"
+
+
+def sampler_for(cfg: Any) -> Sampler:
+    """The sampler a manager's :class:`~aiecs_tracing.core.config.TracingConfig` asks for."""
+    return build_sampler(
+        cfg.sampler_type,
+        cfg.sampler_param,
+        service_name=cfg.service_name,
+        endpoint=cfg.sampling_endpoint,
+        refresh_interval=cfg.sampling_refresh_interval,
+    )
+
+
+def sampling_info(sampler: Any) -> dict[str, Any] | None:
+    """Remote sampling's state for ``get_tracer_info()["sampling"]`` (None for local samplers)."""
+    info = getattr(sampler, "info", None)
+    return info() if callable(info) else None
+
+
+def close_sampler(sampler: Any) -> None:
+    """Stop a remote sampler's poller; nothing for local samplers."""
+    close = getattr(sampler, "close", None)
+    if callable(close):
+        close()
