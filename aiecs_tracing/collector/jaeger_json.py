@@ -3,6 +3,11 @@
 Field names and types follow Jaeger's ``model/json``: a trace is
 ``{traceID, spans, processes, warnings}``; spans point at processes by a per-trace id
 (``p1``, ``p2``...), so a process's tags are sent once per trace, not once per span.
+
+The details follow what Jaeger v2's query API answers for the same spans (pinned by
+``tests/integration/test_real_jaeger.py``): tags sorted by key (then type, then value),
+log fields sorted with ``event`` first, integers beyond JavaScript's safe range as
+strings, and no ``flags`` field (v2 keeps none).
 """
 
 from __future__ import annotations
@@ -10,19 +15,51 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .model import JAEGER_TYPE_NAMES, Process, SpanRecord, Tag
+from .model import BINARY, BOOL, FLOAT64, INT64, JAEGER_TYPE_NAMES, STRING, Process, SpanRecord, Tag
+
+JS_MAX_SAFE_INTEGER = (1 << 53) - 1
+_TYPE_RANK = {STRING: 0, BOOL: 1, INT64: 2, FLOAT64: 3, BINARY: 4}  # Jaeger's ValueType order
 
 
-def jaeger_tags(tags: list[Tag]) -> list[dict[str, Any]]:
+def _tag_order(tag: Tag) -> tuple[Any, ...]:
+    return (tag[0], _TYPE_RANK.get(tag[1], 0), tag[2])
+
+
+def sorted_tags(tags: list[Tag]) -> list[Tag]:
+    """Jaeger's ``KeyValues.Sort``: by key, then type, then value."""
+    try:
+        return sorted(tags, key=_tag_order)
+    except TypeError:  # values of one key and type that do not compare (a damaged row)
+        return sorted(tags, key=lambda tag: (tag[0], _TYPE_RANK.get(tag[1], 0)))
+
+
+def sorted_log_fields(fields: list[Tag]) -> list[Tag]:
+    """Jaeger's log order: the string ``event`` field first, the rest sorted."""
+    for index, tag in enumerate(fields):
+        if tag[0] == "event" and tag[1] == STRING:
+            return [tag, *sorted_tags(fields[:index] + fields[index + 1 :])]
+    return sorted_tags(fields)
+
+
+def _json_value(type_code: str, value: Any) -> Any:
+    if type_code == INT64 and isinstance(value, int) and not -JS_MAX_SAFE_INTEGER <= value <= JS_MAX_SAFE_INTEGER:
+        return str(value)
+    return value
+
+
+def jaeger_tags(tags: list[Tag], *, log: bool = False) -> list[dict[str, Any]]:
     names = JAEGER_TYPE_NAMES
-    return [{"key": key, "type": names.get(type_code, "string"), "value": value} for key, type_code, value in tags]
+    ordered = sorted_log_fields(tags) if log else sorted_tags(tags)
+    return [
+        {"key": key, "type": names.get(type_code, "string"), "value": _json_value(type_code, value)}
+        for key, type_code, value in ordered
+    ]
 
 
 def jaeger_span(record: SpanRecord, process_id: str) -> dict[str, Any]:
     return {
         "traceID": record.trace_id,
         "spanID": record.span_id,
-        "flags": record.flags,
         "operationName": record.operation,
         "references": [
             {"refType": ref_type, "traceID": trace_id, "spanID": span_id}
@@ -31,7 +68,7 @@ def jaeger_span(record: SpanRecord, process_id: str) -> dict[str, Any]:
         "startTime": record.start_us,
         "duration": record.duration_us,
         "tags": jaeger_tags(record.tags),
-        "logs": [{"timestamp": timestamp, "fields": jaeger_tags(fields)} for timestamp, fields in record.logs],
+        "logs": [{"timestamp": timestamp, "fields": jaeger_tags(fields, log=True)} for timestamp, fields in record.logs],
         "processID": process_id,
         "warnings": None,
     }
@@ -93,17 +130,17 @@ def _value_json(type_code: str, value: Any) -> str:
     if type_code == "b":
         return "true" if value else "false"
     if type_code == "i":
-        return str(value)
+        return str(value) if -JS_MAX_SAFE_INTEGER <= value <= JS_MAX_SAFE_INTEGER else f'"{value}"'
     if type_code == "f":
         return _float_text(value)
     return _quote(str(value))
 
 
-def tags_json(tags: list[Tag]) -> str:
+def tags_json(tags: list[Tag], *, log: bool = False) -> str:
     quote = _quote
     names = _TYPE_NAMES
     parts = []
-    for key, type_code, value in tags:
+    for key, type_code, value in sorted_log_fields(tags) if log else sorted_tags(tags):
         rendered = quote(value) if type_code == "s" else _value_json(type_code, value)
         type_name = names.get(type_code, _STRING_NAME)
         parts.append(f'{{"key":{quote(key)},"type":{type_name},"value":{rendered}}}')
@@ -115,9 +152,9 @@ def span_json(record: SpanRecord, process_id: str) -> str:
         f'{{"refType":"{ref_type}","traceID":"{trace_id}","spanID":"{span_id}"}}'
         for ref_type, trace_id, span_id in record.references
     )
-    logs = ",".join(f'{{"timestamp":{timestamp},"fields":{tags_json(fields)}}}' for timestamp, fields in record.logs)
+    logs = ",".join(f'{{"timestamp":{timestamp},"fields":{tags_json(fields, log=True)}}}' for timestamp, fields in record.logs)
     return (
-        f'{{"traceID":"{record.trace_id}","spanID":"{record.span_id}","flags":{record.flags},'
+        f'{{"traceID":"{record.trace_id}","spanID":"{record.span_id}",'
         f'"operationName":{_quote(record.operation)},"references":[{references}],'
         f'"startTime":{record.start_us},"duration":{record.duration_us},"tags":{tags_json(record.tags)},'
         f'"logs":[{logs}],"processID":"{process_id}","warnings":null}}'

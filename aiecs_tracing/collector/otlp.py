@@ -52,6 +52,7 @@ from .packing import (
     ProcessKey,
     add_standard_tags,
     compact_json,
+    event_fields,
     pb_attributes,
     process_key,
     scope_tags,
@@ -275,8 +276,8 @@ def _json_span(span: dict[str, Any], process: Process, shared_tags: list[Tag]) -
     logs = []
     for event in _list(span, "events"):
         name = _str(event, "name")
-        fields: list[Tag] = [("event", STRING, name)] if name else []
-        fields.extend(_json_attributes(_list(event, "attributes")))
+        attributes = _json_attributes(_list(event, "attributes"))
+        fields = event_fields(name, attributes)
         logs.append((clamp_us(_int(_get(event, "timeUnixNano", "time_unix_nano")) // 1000), fields))
     start_ns = _int(_get(span, "startTimeUnixNano", "start_time_unix_nano"))
     end_ns = _int(_get(span, "endTimeUnixNano", "end_time_unix_nano"))

@@ -165,9 +165,7 @@ def unpack(
         error = any(tag[0] == "error" and tag[2] in (True, "true") for tag in tags)
     logs: list[Log] = []
     for event in span.events:
-        fields: list[Tag] = [("event", STRING, event.name)] if event.name else []
-        if event.attributes:
-            fields.extend(pb_attributes(event.attributes))
+        fields = event_fields(event.name, pb_attributes(event.attributes) if event.attributes else [])
         logs.append((event.time_unix_nano // 1000, fields))
     references: list[Reference] = [(CHILD_OF, trace_id, parent_id)] if parent_id else []
     for link in span.links:
@@ -257,6 +255,17 @@ def add_standard_tags(
     if trace_state:
         tags.append(("w3c.tracestate", STRING, trace_state))
     return error
+
+
+def event_fields(name: str, attributes: list[Tag]) -> list[Tag]:
+    """An OTLP event as a Jaeger log: its name as ``event``, unless an attribute is already called so.
+
+    That is the rule of Jaeger's OTLP translator; adding the name anyway gave two ``event``
+    fields (``exception`` and ``error``) for every recorded exception.
+    """
+    if name and not any(tag[0] == "event" for tag in attributes):
+        return [("event", STRING, name), *attributes]
+    return attributes
 
 
 def tags_from_json(text: str) -> list[Tag]:

@@ -209,13 +209,26 @@ def batch_to_records(batch: dict[int, Any]) -> list[SpanRecord]:
     """Map a decoded ``jaeger.Batch`` struct onto SpanRecords."""
     try:
         process_struct = _struct(batch.get(1))
-        process = Process(_text(process_struct.get(1)) or "unknown", _tags(process_struct.get(2)))
+        process = Process(_text(process_struct.get(1)) or "unknown", _process_tags(_tags(process_struct.get(2))))
         spans = batch.get(2) or []
         if not isinstance(spans, list):
             raise ThriftDecodeError("batch spans must be a list")
         return [_span(_struct(span), process) for span in spans]
     except (TypeError, AttributeError) as exc:
         raise ThriftDecodeError(f"malformed jaeger batch: {exc}") from exc
+
+
+def _process_tags(tags: list[Tag]) -> list[Tag]:
+    """As Jaeger v2 stores a thrift process: ``jaeger.version`` becomes ``opencensus.exporterversion``.
+
+    Jaeger v2 turns every Jaeger batch into OTLP on the way in; its translator keeps the
+    client's version under OpenCensus's key, prefixed ``Jaeger-``, and that is what its
+    query API then shows. Answering the same keeps the two backends interchangeable.
+    """
+    return [
+        ("opencensus.exporterversion", STRING, f"Jaeger-{value}") if key == "jaeger.version" else (key, type_code, value)
+        for key, type_code, value in tags
+    ]
 
 
 def _span(span: dict[int, Any], process: Process) -> SpanRecord:
