@@ -45,6 +45,31 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-body-mb", type=float, default=20.0, metavar="MB", help="largest OTLP request accepted (default: 20)"
     )
+    serve.add_argument(
+        "--sampling-port", type=int, default=5778, help="Jaeger remote sampling HTTP port (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--sampling-strategies",
+        metavar="FILE",
+        default=None,
+        help="Jaeger strategies file (service_strategies, default_strategy), re-read when it changes "
+        "(default: sample everything)",
+    )
+    serve.add_argument(
+        "--sampling-adaptive",
+        type=float,
+        default=None,
+        metavar="TARGET",
+        help="adapt each operation's probability to TARGET traces/s from the spans stored",
+    )
+    serve.add_argument(
+        "--sampling-adaptive-window",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="throughput window and recalculation interval of adaptive sampling (default: %(default)s)",
+    )
+
 
     commands.add_parser(
         "demo",
@@ -80,6 +105,7 @@ def _run_demo(demo_args: list[str]) -> int:
 def serve(args: argparse.Namespace) -> int:
     """Start the collector, print where it listens, block until asked to stop."""
     from aiecs_tracing.collector.api import parse_lookback_us
+    from aiecs_tracing.collector.sampling import StrategiesError
     from aiecs_tracing.collector.server import Collector
     from aiecs_tracing.collector.store import default_db_path
 
@@ -90,16 +116,27 @@ def serve(args: argparse.Namespace) -> int:
         except ValueError:
             print(f"aiecs-tracing: --max-age {args.max_age!r} is not a duration like 12h or 7d", file=sys.stderr)
             return 2
-    collector = Collector(
-        host=args.host,
-        otlp_port=args.otlp_port,
-        udp_port=args.udp_port,
-        ui_port=args.ui_port,
-        db_path=args.db or default_db_path(),
-        max_spans=args.max_spans,
-        max_age_seconds=max_age_seconds,
-        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
-    )
+    if (args.sampling_adaptive is not None and not args.sampling_adaptive > 0) or not args.sampling_adaptive_window > 0:
+        print("aiecs-tracing: --sampling-adaptive and its window must be positive numbers", file=sys.stderr)
+        return 2
+    try:
+        collector = Collector(
+            host=args.host,
+            otlp_port=args.otlp_port,
+            udp_port=args.udp_port,
+            ui_port=args.ui_port,
+            db_path=args.db or default_db_path(),
+            max_spans=args.max_spans,
+            max_age_seconds=max_age_seconds,
+            max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+            sampling_port=args.sampling_port,
+            sampling_strategies=args.sampling_strategies,
+            sampling_adaptive=args.sampling_adaptive,
+            sampling_adaptive_window=args.sampling_adaptive_window,
+        )
+    except StrategiesError as exc:
+        print(f"aiecs-tracing: {exc}", file=sys.stderr)
+        return 2
     try:
         collector.start()
     except OSError as exc:
@@ -134,6 +171,7 @@ def _banner(collector: Any) -> str:
             f"  OTLP/HTTP   {collector.otlp_endpoint}",
             f"  Jaeger UDP  {collector.host}:{collector.udp_port} (thrift compact, emitBatch)",
             f"  UI + API    {collector.query_url}",
+            f"  sampling    {collector.sampling_url}?service=<name>",
             f"  storage     {collector.store.display_path}",
             "Press Ctrl-C to stop.",
         ]

@@ -506,6 +506,10 @@ class QueryHandler(_BaseHandler):
             self._dependencies(params)
         elif route == ["stats"]:
             self.respond_json(200, self.collector.stats_snapshot())
+        elif route == ["sampling"]:  # Jaeger's remote sampling, also on the query port
+            from .sampling import respond_strategy  # imports this module: late
+
+            respond_strategy(self, urlsplit(self.path).query)
         else:
             raise ApiError(404, f"unknown API path {path}")
 

@@ -23,6 +23,7 @@ from collections import defaultdict
 from typing import Any
 
 from .api import CollectorHTTPServer, OtlpHandler, QueryHandler, enlarge_socket_buffers
+from .sampling import DEFAULT_ADAPTIVE_WINDOW, SamplingHandler, SamplingStrategies
 from .store import MEMORY, SpanStore
 from .thrift_compact import ThriftDecodeError, decode_emit_batch
 
@@ -90,6 +91,10 @@ class Collector:
         max_spans: int | None = None,
         max_age_seconds: float | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        sampling_port: int | None = None,
+        sampling_strategies: str | os.PathLike[str] | None = None,
+        sampling_adaptive: float | None = None,
+        sampling_adaptive_window: float = DEFAULT_ADAPTIVE_WINDOW,
     ) -> None:
         self.host = host
         self.otlp_port = otlp_port
@@ -99,6 +104,12 @@ class Collector:
         self.max_spans = max_spans
         self.max_age_seconds = max_age_seconds
         self.max_body_bytes = max_body_bytes
+        # Remote sampling: /api/sampling on the query port always; its own port when sampling_port is set
+        # (the CLI's default is Jaeger's 5778). A bad strategies file raises here, before any port is bound.
+        self.sampling_port = sampling_port
+        self.sampling = SamplingStrategies(
+            sampling_strategies, adaptive_target=sampling_adaptive, window=sampling_adaptive_window
+        )
         self.stats = ReceiverStats()
         self.store: SpanStore | Any = None
         self._http_servers: list[CollectorHTTPServer] = []
@@ -114,6 +125,7 @@ class Collector:
         if self._started:
             return self
         self.store = SpanStore(self.db_path, max_spans=self.max_spans, max_age_seconds=self.max_age_seconds).start()
+        self.sampling.store = self.store
         try:
             if self.otlp_port is not None:
                 server = self._bind_http(self.otlp_port, OtlpHandler, "otlp")
@@ -121,6 +133,9 @@ class Collector:
             if self.ui_port is not None:
                 server = self._bind_http(self.ui_port, QueryHandler, "query")
                 self.ui_port = server.server_address[1]
+            if self.sampling_port is not None:
+                server = self._bind_http(self.sampling_port, SamplingHandler, "sampling")
+                self.sampling_port = server.server_address[1]
             if self.udp_port is not None:
                 self._udp_socket = self._bind_udp(self.udp_port)
                 self.udp_port = self._udp_socket.getsockname()[1]
@@ -224,6 +239,13 @@ class Collector:
         return f"http://{self._url_host}:{self.ui_port}"
 
     @property
+    def sampling_url(self) -> str:
+        """Where clients poll strategies: the sampling port's ``/sampling``, else the query port's."""
+        if self.sampling_port is not None:
+            return f"http://{self._url_host}:{self.sampling_port}/sampling"
+        return f"{self.query_url}/api/sampling"
+
+    @property
     def otlp_endpoint(self) -> str:
         return f"http://{self._url_host}:{self.otlp_port}/v1/traces"
 
@@ -260,5 +282,7 @@ class Collector:
             "max_spans": self.max_spans,
             "max_age_seconds": self.max_age_seconds,
         }
-        snapshot["ports"] = {"otlp_http": self.otlp_port, "jaeger_udp": self.udp_port, "query": self.ui_port}
+        snapshot["ports"] = {"otlp_http": self.otlp_port, "jaeger_udp": self.udp_port, "query": self.ui_port,
+                             "sampling": self.sampling_port}
+        snapshot["sampling"] = self.sampling.info()
         return snapshot

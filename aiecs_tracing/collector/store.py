@@ -560,6 +560,22 @@ class SpanStore:
                     break
             return list(found)
 
+    def root_span_counts(self, service: str, since_us: int) -> dict[str, int]:
+        """``{operation: root spans started since since_us}`` for ``service`` (adaptive sampling)."""
+        with self._reader() as db:
+            row = db.execute("SELECT id FROM services WHERE name = ?", (service,)).fetchone()
+            if row is None:
+                return {}
+            rows = db.execute(
+                "SELECT o.name, COUNT(*) FROM spans s JOIN operations o ON o.id = s.operation_id "
+                "WHERE s.service_id = ? AND s.start_us >= ? AND s.parent_id = '' GROUP BY o.name",
+                (row[0], since_us),
+            ).fetchall()
+        counts: dict[str, int] = {}
+        for name, count in rows:  # one operation name may be stored under several span kinds
+            counts[name] = counts.get(name, 0) + count
+        return counts
+
     def dependencies(self, start_us: int, end_us: int) -> list[tuple[str, str, int]]:
         """``(parent service, child service, call count)`` over cross-service parent links."""
         with self._reader() as db:

@@ -705,7 +705,7 @@ def test_collector_reports_bound_ports_and_urls():
 def test_cli_serve_prints_urls_serves_and_stops_on_sigterm(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     command = [sys.executable, "-m", "aiecs_tracing", "serve", "--otlp-port", "0", "--udp-port", "0"]
-    command += ["--ui-port", "0", "--db", str(tmp_path / "cli.sqlite3"), "--max-age", "7d"]
+    command += ["--ui-port", "0", "--db", str(tmp_path / "cli.sqlite3"), "--max-age", "7d", "--sampling-port", "0"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         banner = ""
@@ -716,6 +716,9 @@ def test_cli_serve_prints_urls_serves_and_stops_on_sigterm(tmp_path):
         ui_port = int(re.search(r"UI \+ API\s+http://127\.0\.0\.1:(\d+)", banner).group(1))
         assert re.search(r"OTLP/HTTP\s+http://127\.0\.0\.1:\d+/v1/traces", banner)
         assert re.search(r"Jaeger UDP\s+127\.0\.0\.1:\d+", banner)
+        sampling_port = int(re.search(r"sampling\s+http://127\.0\.0\.1:(\d+)/sampling", banner).group(1))
+        status, _headers, body = request(sampling_port, "GET", "/sampling?service=any")
+        assert status == 200 and json.loads(body)["probabilisticSampling"] == {"samplingRate": 1.0}
         assert str(tmp_path / "cli.sqlite3") in banner
         status, _headers, body = request(ui_port, "GET", "/api/services")
         assert status == 200 and json.loads(body)["data"] == []
