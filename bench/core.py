@@ -28,6 +28,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from aiecs_tracing import TracingManager  # noqa: E402
 from aiecs_tracing.core.exporters.jaeger_thrift import encode_span  # noqa: E402
 from aiecs_tracing.core.exporters.jaeger_udp import JaegerUDPExporter  # noqa: E402
+from aiecs_tracing.core.remote_sampling import JaegerRemoteSampler, parse_strategy  # noqa: E402
+from aiecs_tracing.core.sampling import build_sampler  # noqa: E402
 
 
 class NullExporter(SpanExporter):
@@ -142,6 +144,34 @@ def main() -> None:
     def legacy_span():
         legacy.start_span("op").finish()
 
+    # Per-span sampling decisions: the const sampler (the default) vs remote sampling's strategies,
+    # never polled here (start=False), strategies put in force directly.
+    from opentelemetry.context import Context
+    from opentelemetry.trace import NonRecordingSpan, TraceFlags, set_span_in_context
+    from opentelemetry.trace import SpanContext as OtelSpanContext
+
+    const_sampler = build_sampler("const", 1.0)
+    remote_probabilistic = JaegerRemoteSampler("bench", "http://127.0.0.1:9/sampling", 1.0, start=False)
+    remote_operations = JaegerRemoteSampler("bench", "http://127.0.0.1:9/sampling", 1.0, start=False)
+    remote_operations.apply(parse_strategy({"operationSampling": {
+        "defaultSamplingProbability": 0.5, "defaultLowerBoundTracesPerSecond": 1.0,
+        "perOperationStrategies": [{"operation": f"op{i}", "probabilisticSampling": {"samplingRate": 0.5}}
+                                   for i in range(50)]}}))
+    root_ctx = Context()
+    child_ctx = set_span_in_context(NonRecordingSpan(OtelSpanContext(7, 9, True, TraceFlags(TraceFlags.SAMPLED))))
+    trace_id = 0x5BD1E995_0000_0001_1E37_79B9_7F4A_7C15  # below every bound: the sampled path, as const's
+
+    def decide(sampler, ctx, name="op"):
+        return lambda: sampler.should_sample(ctx, trace_id, name)
+
+    tracing_remote = TracingManager("bench-remote", span_exporter=NullExporter(), max_queue_size=1 << 20,
+                                    sampler_type="remote", sampler_param=1.0, sampling_endpoint="http://127.0.0.1:9/s",
+                                    sampling_refresh_interval=3600, set_global_provider=False,
+                                    set_default_manager=False)
+
+    def ours_start_finish_remote():
+        tracing_remote.finish_span(tracing_remote.start_span("op"))
+
     rows: dict[str, list[float]] = {}
     cases: list[tuple[str, Callable[[], float]]] = [
         ("raw OTel start_span+end", lambda: per_call_us(raw_start_end, n)),
@@ -164,6 +194,13 @@ def main() -> None:
         ("disabled manager @with_tracing", lambda: per_call_us(lambda: disabled_sync(1, y="s"), n)),
         ("bare coroutine await", lambda: per_call_async_us(lambda: abare(1, y="s"), n)),
         ("jaeger-client start+finish (null reporter)", lambda: per_call_us(legacy_span, n)),
+        ("const sampler decision, root", lambda: per_call_us(decide(const_sampler, root_ctx), n)),
+        ("remote sampler decision, root, probabilistic", lambda: per_call_us(decide(remote_probabilistic, root_ctx), n)),
+        ("remote sampler decision, root, per-operation", lambda: per_call_us(
+            decide(remote_operations, root_ctx, "op7"), n)),
+        ("const sampler decision, child", lambda: per_call_us(decide(const_sampler, child_ctx), n)),
+        ("remote sampler decision, child", lambda: per_call_us(decide(remote_probabilistic, child_ctx), n)),
+        ("remote sampling: start_span+finish_span", lambda: per_call_us(ours_start_finish_remote, n)),
     ]
     for round_index in range(args.rounds):
         order = cases if round_index % 2 == 0 else list(reversed(cases))
@@ -229,6 +266,13 @@ def main() -> None:
                                             med["raw OTel hand-written external call async"]),
         "ours @trace_tool_execution sync": ("raw OTel hand-written tool span", med["raw OTel hand-written tool span"]),
         "jaeger-client start+finish (null reporter)": ("raw OTel start_span+end", raw_se),
+        "remote sampler decision, root, probabilistic": ("const sampler decision, root",
+                                                         med["const sampler decision, root"]),
+        "remote sampler decision, root, per-operation": ("const sampler decision, root",
+                                                         med["const sampler decision, root"]),
+        "remote sampler decision, child": ("const sampler decision, child", med["const sampler decision, child"]),
+        "remote sampling: start_span+finish_span": ("ours start_span+finish_span",
+                                                        med["ours start_span+finish_span"]),
     }
     for name, _ in cases:
         value = med[name]
@@ -239,6 +283,8 @@ def main() -> None:
             print(f"{name:48} {value:8.2f}")
     added = med["disabled manager @with_tracing"] - med["bare function call"]
     print(f"\ndisabled decorator adds {added:.3f} us per call (target < 1 us)")
+    remote_added = max(med[k] - baselines[k][1] for k in baselines if k.startswith("remote sampler"))
+    print(f"remote sampling adds at most {remote_added:+.3f} us per decision over const (target <= +1 us)")
     worst = max(med[k] / baselines[k][1] for k in baselines if k.startswith("ours"))
     print(f"worst manager/raw OTel ratio: {worst:.2f}x (target <= 1.3x)")
     print()
@@ -246,7 +292,7 @@ def main() -> None:
         print(f"{name:48} {value:8.2f}")
     print(f"UDP encoding {emed['UDP thrift encode (per span)']:.2f} us per span (target < 15 us); "
           f"{len(spans)} spans of ~8 tags + 1 log")
-    for t in (tracing, tracing_noargs, sample_tracer):
+    for t in (tracing, tracing_noargs, sample_tracer, tracing_remote):
         t.close_tracer()
     provider.shutdown()
 

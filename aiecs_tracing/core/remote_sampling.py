@@ -296,6 +296,8 @@ class JaegerRemoteSampler(Sampler):
                 raise StrategyError("response larger than 1 MiB")
             description = parse_strategy(json.loads(body))
         except Exception as exc:  # noqa: BLE001 - any failure keeps the strategy in force
+            if self._closed:
+                return False  # a poll that outlived close_tracer(): nothing to report
             self.last_poll = time.time()
             self.polls_failed += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
@@ -311,11 +313,15 @@ class JaegerRemoteSampler(Sampler):
         if self._failing:
             self._failing = False
             logger.info("sampling strategy from %s available again", self.url)
+        self.apply(description)
+        return True
+
+    def apply(self, description: tuple) -> None:
+        """Put a strategy (from :func:`parse_strategy`) in force; the same one again changes nothing."""
         if description != self._description:
             decider = build_decider(description, self.max_operations)
             self._description = description
             self._decider = decider  # one attribute store: readers see the old or the new whole
-        return True
 
     @property
     def strategy(self) -> str:
