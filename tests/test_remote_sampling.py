@@ -264,8 +264,12 @@ def test_light_spans_obey_the_remote_sampler(strategy_server):
     for _ in range(50):
         tracing.start_light_span("never", {}, parent_span=Context()).finish()
         tracing.start_light_span("always", {}, parent_span=Context()).finish()
+    with tracing.span("always") as parent:  # children follow their parent, whatever their name
+        tracing.start_light_span("never", {}, parent_span=parent).finish()
     counts = sampled_by_name(tracing)
-    assert counts["never"] == 0 and counts["always"] == 50
+    assert counts["never"] == 1 and counts["always"] == 51
+    source = tracing._light_source
+    assert source.remote is tracing.provider.sampler and not source.parent_based_on  # no const fast path
     tracing.close_tracer()
 
 

@@ -33,6 +33,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanKind, Status, StatusCode, 
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
 from .guard import report_error
+from .remote_sampling import JaegerRemoteSampler
 from .span import Span
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ _fast_span_context = _verified_span_context_builder()
 class LightSource:
     """The provider pieces a light span needs, looked up once per manager."""
 
-    __slots__ = ("processor", "multi", "resource", "scope", "sampler", "ids", "parent_based_on", "new_context")
+    __slots__ = ("processor", "multi", "resource", "scope", "sampler", "ids", "parent_based_on", "remote", "new_context")
 
     def __init__(self, manager: TracingManager) -> None:
         provider = manager.provider
@@ -107,6 +108,9 @@ class LightSource:
             and getattr(sampler, "_remote_parent_not_sampled", None) is ALWAYS_OFF
             and getattr(sampler, "_local_parent_not_sampled", None) is ALWAYS_OFF
         )
+        # Remote sampling is parent-based too: children follow the parent's flag as above, only
+        # roots ask its strategy (sample_root), again without a Context per span.
+        self.remote = sampler if type(sampler) is JaegerRemoteSampler else None
 
 
 class LightSpan(trace.Span, ReadableSpan):
@@ -250,11 +254,20 @@ def start_light(
 
     ``attributes`` must hold plain values; the span keeps (and may extend) the dict.
     """
-    if source.parent_based_on:
+    remote = source.remote
+    if source.parent_based_on or remote is not None:
         if parent is None:
-            context = source.new_context(
-                source.ids.generate_trace_id(), source.ids.generate_span_id(), _FLAGS[1], DEFAULT_TRACE_STATE
-            )
+            trace_id = source.ids.generate_trace_id()
+            flags = _FLAGS[1]
+            if remote is not None:
+                decision = remote.sample_root(trace_id, name)
+                if decision.decision.is_sampled():
+                    attributes.update(decision.attributes)  # sampler.type, sampler.param
+                else:
+                    flags = _FLAGS[0]
+            context = source.new_context(trace_id, source.ids.generate_span_id(), flags, DEFAULT_TRACE_STATE)
+            if flags is _FLAGS[0]:
+                return LightSpan(name, kind, context, None, attributes, None)
         else:
             context = source.new_context(
                 parent.trace_id,

@@ -262,6 +262,10 @@ class JaegerRemoteSampler(Sampler):
             return SamplingResult(Decision.DROP, None, parent.trace_state)
         return self._decider.sample(trace_id, name, attributes)
 
+    def sample_root(self, trace_id: int, name: str) -> SamplingResult:
+        """The strategy's decision for a new trace; its attributes are the sampler tags alone."""
+        return self._decider.sample(trace_id, name, None)
+
     def get_description(self) -> str:
         return f"JaegerRemoteSampler{{{self.endpoint}, {describe_strategy(self._description)}}}"
 
