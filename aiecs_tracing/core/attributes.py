@@ -8,14 +8,31 @@ object by its type name (its ``__repr__`` is never called), secrets as ``[REDACT
 
 from __future__ import annotations
 
-import functools
 import json
 import math
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-REDACTED = "[REDACTED]"
+from .config import DEFAULT_SECRET_KEYS
+from .redaction import (
+    REDACTED,
+    is_secret_key,
+    is_secret_pair,
+    redact_text,
+    scrub_text,
+    secret_named_entry,
+)
+
+__all__ = [
+    "REDACTED",
+    "is_secret_key",
+    "redact_text",
+    "truncate",
+    "to_attribute_value",
+    "capture_arguments",
+    "sanitize_tags",
+    "result_size",
+]
 MAX_DEPTH = 4
 MAX_ITEMS = 50
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -27,56 +44,11 @@ def truncate(text: str, limit: int) -> str:
     return text
 
 
-@functools.lru_cache(maxsize=4096)
-def _is_secret_cached(key: str, secret_keys: tuple[str, ...]) -> bool:
-    return _is_secret(key, secret_keys)
-
-
-def is_secret_key(key: str, secret_keys: Iterable[str]) -> bool:
-    """Whether ``key`` names a secret (cached: argument names repeat on every call)."""
-    if type(key) is str and type(secret_keys) is tuple and len(key) <= 200:
-        return _is_secret_cached(key, secret_keys)
-    return _is_secret(key, tuple(secret_keys))
-
-
-def _is_secret(key: str, secret_keys: tuple[str, ...]) -> bool:
-    """Whether ``key`` names a secret: ``password``, ``db_password``, ``accessToken``, ``X-Api-Key``.
-
-    A secret word followed by more letters (``tokenizer``) is not a secret, except the
-    suffixes ``id`` (``sessionid``) and a plural ``s`` (``credentials``); ``tokens`` is a
-    count in LLM APIs (``max_tokens``), not a secret.
-    """
-    lowered = key.lower().replace("-", "_")
-    compact = lowered.replace("_", "")
-    for word in secret_keys:
-        for text, needle in ((lowered, word), (compact, word.replace("_", ""))):
-            start = text.find(needle)
-            while start != -1:
-                end = start + len(needle)
-                rest = text[end:]
-                if not rest or not rest[0].isalpha() or rest.startswith("id"):
-                    return True
-                if rest[0] == "s" and (len(rest) == 1 or not rest[1].isalpha()) and needle != "token":
-                    return True
-                start = text.find(needle, start + 1)
-    return False
-
-
-_USERINFO_RE = re.compile(r"(\w[\w+.-]*://[^/\s:@]*:)[^/\s@]*@")
-
-
-def redact_text(text: str) -> str:
-    """Hide the password of URLs/DSNs inside ``text`` (``postgresql://admin:[REDACTED]@db``)."""
-    if "://" in text and "@" in text:
-        return _USERINFO_RE.sub(r"\1" + REDACTED + "@", text)
-    return text
-
-
 def _jsonable(value: Any, secret_keys: tuple[str, ...], depth: int) -> Any:
     """A JSON-safe, bounded copy of ``value`` with secrets redacted; no ``__repr__`` calls."""
     kind = type(value)
     if kind is str:
-        return redact_text(value)
+        return scrub_text(value, secret_keys)
     if value is None or kind is bool:
         return value
     if kind is int:
@@ -87,23 +59,22 @@ def _jsonable(value: Any, secret_keys: tuple[str, ...], depth: int) -> Any:
         if depth >= MAX_DEPTH:
             return f"<{kind.__name__} len={_safe_len(value)}>"
         out: dict[str, Any] = {}
+        name_field = secret_named_entry(value, secret_keys)  # {"name": "Authorization", "value": S}
         for index, (k, v) in enumerate(value.items()):
             if index >= MAX_ITEMS:
                 out["..."] = f"{_safe_len(value) - MAX_ITEMS} more"
                 break
             key = k if type(k) is str else _scalar_key(k)
-            out[key] = REDACTED if is_secret_key(key, secret_keys) else _jsonable(v, secret_keys, depth + 1)
+            if is_secret_key(key, secret_keys) or (name_field is not None and k != name_field):
+                out[key] = REDACTED
+            else:
+                out[key] = _jsonable(v, secret_keys, depth + 1)
         return out
     if isinstance(value, (list, tuple, set, frozenset)):
         if depth >= MAX_DEPTH:
             return f"<{kind.__name__} len={_safe_len(value)}>"
-        if (
-            kind in (tuple, list)
-            and len(value) == 2
-            and type(value[0]) is str
-            and is_secret_key(value[0], secret_keys)
-        ):
-            return [value[0], REDACTED]  # a (name, value) pair: headers as ASGI/httpx list them
+        if is_secret_pair(value, secret_keys):  # (name, value[, ...]): headers as ASGI/httpx/WSGI list them
+            return [value[0], *(REDACTED for _ in value[1:])]
         items = []
         for index, item in enumerate(value):
             if index >= MAX_ITEMS:
@@ -141,12 +112,12 @@ def _safe_len(value: Any) -> int | str:
         return "?"
 
 
-def to_attribute_value(value: Any, max_length: int = 1024, secret_keys: tuple[str, ...] = ()) -> Any:
-    """Turn any value into something an OpenTelemetry attribute (and a Jaeger tag) can hold."""
+def to_attribute_value(value: Any, max_length: int = 1024, secret_keys: tuple[str, ...] = DEFAULT_SECRET_KEYS) -> Any:
+    """Turn any value into something an OpenTelemetry attribute (and a Jaeger tag) can hold, secrets redacted."""
     try:
         kind = type(value)
         if kind is str:
-            return truncate(redact_text(value), max_length)
+            return truncate(redact_text(value, secret_keys, max_length), max_length)
         if kind is bool or kind is float:
             return value
         if kind is int:
@@ -170,7 +141,7 @@ def capture_arguments(
     skip_first: bool = False,
     max_length: int = 1024,
     max_args: int = 32,
-    secret_keys: tuple[str, ...] = (),
+    secret_keys: tuple[str, ...] = DEFAULT_SECRET_KEYS,
     positional_names: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Tags for a call's arguments: ``arg_{i}`` for positionals, keywords by name.
@@ -227,8 +198,10 @@ RESERVED_TAGS = frozenset(
 )
 
 
-def sanitize_tags(tags: Mapping[str, Any] | None, max_length: int) -> dict[str, Any]:
-    """User-supplied tags as attributes (values converted, ``None`` values dropped)."""
+def sanitize_tags(
+    tags: Mapping[str, Any] | None, max_length: int, secret_keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
+) -> dict[str, Any]:
+    """User-supplied tags as attributes (values converted and redacted, ``None`` values dropped)."""
     if not tags:
         return {}
     out: dict[str, Any] = {}
@@ -236,12 +209,25 @@ def sanitize_tags(tags: Mapping[str, Any] | None, max_length: int) -> dict[str, 
         for key, value in tags.items():
             if value is None:
                 continue
-            out[str(key)] = value if type(value) in (str, bool, int, float) and (
-                type(value) is not int or _INT64_MIN <= value <= _INT64_MAX
-            ) else to_attribute_value(value, max_length)
+            out[str(key)] = attribute_for(key, value, max_length, secret_keys)
     except Exception:
         pass
     return out
+
+
+def attribute_for(key: Any, value: Any, max_length: int, secret_keys: tuple[str, ...] = DEFAULT_SECRET_KEYS) -> Any:
+    """A tag's value as an attribute: ``[REDACTED]`` under a secret name, scrubbed otherwise.
+
+    Plain values take the short way (a cached name check, a precheck of strings).
+    """
+    if is_secret_key(key, secret_keys):
+        return REDACTED
+    kind = type(value)
+    if kind is str:
+        return scrub_text(value, secret_keys)  # kept whole, as before: only scrubbed
+    if kind is bool or kind is float or (kind is int and _INT64_MIN <= value <= _INT64_MAX):
+        return value
+    return to_attribute_value(value, max_length, secret_keys)
 
 
 def result_size(result: Any) -> int | None:

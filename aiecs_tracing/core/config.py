@@ -38,6 +38,13 @@ DEFAULT_SECRET_KEYS = (
     "session",
     "credential",
     "private_key",
+    "pass",
+    "jwt",
+    "bearer",
+    "access_key",
+    "encryption_key",
+    "signing_key",
+    "signature",
 )
 EXPORTERS = ("udp", "otlp", "console", "memory", "none")
 SAMPLER_TYPES = ("const", "probabilistic", "ratelimiting", "remote")

@@ -68,7 +68,7 @@ class _CallSpec:
         config = manager.config
         self.manager = manager
         self.name = name
-        self.attributes = sanitize_tags(tags, config.max_tag_value_length)
+        self.attributes = sanitize_tags(tags, config.max_tag_value_length, config.secret_keys)
         self.kind = kind
         self.on_result = on_result
         self.success_key = success_key

@@ -37,6 +37,7 @@ from .exporters.factory import build_exporter
 from .light import LightSource, start_light
 from .processor import BoundedBatchProcessor
 from .propagation import extract_headers, inject_fields, inject_headers
+from .redaction import register_secret_keys
 from .sampling import close_sampler, describe_sampler, sampler_for, sampling_info
 from .span import NoopSpan, Span, SpanContext, to_span_kind
 
@@ -106,6 +107,7 @@ class TracingManager:
         elif cfg.enabled:
             self._init_tracer()
         if self._active:
+            register_secret_keys(cfg.secret_keys)  # headers and queries in the integrations too
             _all_managers.add(self)
             _register_fork_flush(self)
             if cfg.set_default_manager:
@@ -270,7 +272,7 @@ class TracingManager:
         if not self._active:
             return None
         try:
-            attributes = sanitize_tags(tags, self.config.max_tag_value_length)
+            attributes = sanitize_tags(tags, self.config.max_tag_value_length, self.config.secret_keys)
             if kind is None and "span.kind" in attributes:
                 kind = attributes.pop("span.kind")
             return self._start(

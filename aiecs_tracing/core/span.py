@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-from .attributes import to_attribute_value
+from .attributes import attribute_for, to_attribute_value
+from .config import DEFAULT_SECRET_KEYS
 from .guard import report_error
+from .redaction import scrub_text
 
 if TYPE_CHECKING:
     from .manager import TracingManager
@@ -28,7 +30,6 @@ KIND_BY_NAME: dict[str, SpanKind] = {
     "consumer": SpanKind.CONSUMER,
     "internal": SpanKind.INTERNAL,
 }
-_PLAIN = (str, bool, int, float)
 
 
 def to_span_kind(kind: Any) -> SpanKind:
@@ -152,9 +153,9 @@ class Span:
             elif key == "span.kind":
                 # The kind is fixed at start in OpenTelemetry; keep the tag for Jaeger readers.
                 pass
-            if type(value) not in _PLAIN or (type(value) is int and not -(2**63) <= value < 2**63):
-                limit = self._manager.config.max_tag_value_length if self._manager else 1024
-                value = to_attribute_value(value, limit)
+            manager = self._manager
+            limit, words = (manager.config.max_tag_value_length, manager.config.secret_keys) if manager else (1024, DEFAULT_SECRET_KEYS)
+            value = attribute_for(key, value, limit, words)
             self._otel.set_attribute(key if type(key) is str else str(to_attribute_value(key, 256)), value)
         except Exception as exc:
             report_error("span.set_tag", exc)
@@ -174,12 +175,11 @@ class Span:
         try:
             if self.finished or not key_values:
                 return self
-            limit = self._manager.config.max_tag_value_length if self._manager else 1024
+            manager = self._manager
+            limit, words = (manager.config.max_tag_value_length, manager.config.secret_keys) if manager else (1024, DEFAULT_SECRET_KEYS)
             event = key_values.get("event", "log")
-            name = event if type(event) is str else str(to_attribute_value(event, 256))
-            attributes = {
-                str(k): (v if type(v) in _PLAIN else to_attribute_value(v, limit)) for k, v in key_values.items()
-            }
+            name = scrub_text(event, words) if type(event) is str else str(to_attribute_value(event, 256, words))
+            attributes = {str(k): attribute_for(k, v, limit, words) for k, v in key_values.items()}
             ts = int(timestamp * 1e9) if timestamp is not None else None
             self._otel.add_event(name, attributes, ts)
         except Exception as exc:
@@ -212,22 +212,24 @@ class Span:
             if self.finished:
                 return self
             otel = self._otel
+            words = self._words()
+            message = scrub_text(_safe_str(exc), words)
             otel.set_attribute("error", True)
             otel.set_attribute("error.kind", type(exc).__name__)
             otel.set_attribute("error.type", _qualified_type(exc))
-            otel.set_attribute("error.message", _safe_str(exc))
-            stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            otel.set_attribute("error.message", message)
+            stack = scrub_text("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)), words)
             otel.add_event(
                 "exception",
                 {
                     "event": "error",
                     "exception.type": _qualified_type(exc),
-                    "exception.message": _safe_str(exc),
+                    "exception.message": message,
                     "exception.stacktrace": stack,
                     "exception.escaped": str(escaped),
                 },
             )
-            otel.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {_safe_str(exc)}"[:1024]))
+            otel.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {message}"[:1024]))
         except Exception as err:
             report_error("span.record_exception", err)
         return self
@@ -236,10 +238,15 @@ class Span:
         try:
             if not self.finished:
                 self._otel.set_attribute("error", True)
+                if type(description) is str:
+                    description = scrub_text(description, self._words())
                 self._otel.set_status(Status(StatusCode.ERROR, description))
         except Exception as exc:
             report_error("span.set_status", exc)
         return self
+
+    def _words(self) -> tuple[str, ...]:
+        return self._manager.config.secret_keys if self._manager is not None else DEFAULT_SECRET_KEYS
 
     def finish(self, finish_time: float | None = None) -> None:
         """End the span once; later calls do nothing."""

@@ -28,17 +28,24 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
-from urllib.parse import unquote_plus
 
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, get_current_span
 
-from ..core.attributes import REDACTED, is_secret_key
-from ..core.config import DEFAULT_SECRET_KEYS
 from ..core.guard import report_error
 from ..core.light import LightSpan, start_light_from_remote
 from ..core.manager import TracingManager, get_tracing_manager
 from ..core.propagation import inject_fields
+from ..core.redaction import (
+    REDACTED,
+    SENSITIVE_HEADERS,
+    SENSITIVE_QUERY_PARAMS,
+    integration_secret_keys,
+    is_sensitive_header,
+    is_sensitive_param,
+    redact_query,
+    scrub_text,
+)
 from ..core.span import Span
 
 __all__ = [
@@ -58,85 +65,12 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-#: Header values never written to a span, whatever the capture allow-list says.
-SENSITIVE_HEADERS = frozenset(
-    {
-        "authorization",
-        "proxy-authorization",
-        "cookie",
-        "set-cookie",
-        "x-api-key",
-        "api-key",
-        "apikey",
-        "x-auth-token",
-        "x-access-token",
-        "x-csrf-token",
-        "x-xsrf-token",
-        "x-amz-security-token",
-        "x-goog-api-key",
-        "x-session-id",
-    }
-)
-#: Query parameters whose values are replaced by ``REDACTED`` (besides secret-looking names).
-SENSITIVE_QUERY_PARAMS = frozenset(
-    {
-        "sig",
-        "signature",
-        "x-amz-signature",
-        "x-amz-credential",
-        "x-amz-security-token",
-        "awsaccesskeyid",
-        "x-goog-signature",
-        "x-goog-credential",
-        "key",
-        "code",
-        "client_secret",
-        "auth",
-        "pwd",
-        "pass",
-    }
-)
-_QUERY_SECRET_WORDS = (*DEFAULT_SECRET_KEYS, "signature", "credential")
-URL_REDACTED = "REDACTED"  # the OpenTelemetry semantic conventions' spelling for URLs
-
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"})
 _PROPAGATION_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage", b"uber-trace-id"})
 _ROOT = Context()  # "no parent": a request without trace headers starts a new trace
 _CACHE_MAX = 4096
 _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 
-_param_cache: dict[str, bool] = {}
-
-
-def _is_sensitive_header(name: str) -> bool:
-    """Known credential headers, and any whose name looks secret (``private-token``)."""
-    return name in SENSITIVE_HEADERS or is_secret_key(name, _QUERY_SECRET_WORDS)
-
-
-def is_sensitive_param(name: str) -> bool:
-    """Whether a query parameter's value must not reach a span (``token``, ``api_key``, ``sig``...)."""
-    cached = _param_cache.get(name)
-    if cached is None:
-        lowered = unquote_plus(name).lower()
-        cached = lowered in SENSITIVE_QUERY_PARAMS or is_secret_key(lowered, _QUERY_SECRET_WORDS)
-        if len(_param_cache) >= _CACHE_MAX:
-            _param_cache.clear()
-        _param_cache[name] = cached
-    return cached
-
-
-def redact_query(query: str) -> str:
-    """``a=1&token=abc`` -> ``a=1&token=REDACTED``; the string itself when nothing is secret."""
-    if not query:
-        return query
-    parts = query.split("&")
-    changed = False
-    for index, part in enumerate(parts):
-        key, sep, value = part.partition("=")
-        if sep and value and is_sensitive_param(key):
-            parts[index] = f"{key}={URL_REDACTED}"
-            changed = True
-    return "&".join(parts) if changed else query
 
 
 def _normalize_patterns(patterns: str | Iterable[str] | None) -> re.Pattern[str] | None:
@@ -366,7 +300,10 @@ class TracingMiddleware:
         for key, value in headers:
             name = allow.get(key.lower())
             if name is not None:
-                text = REDACTED if _is_sensitive_header(name) else value.decode("latin-1")
+                # credentials whole; any other value scrubbed (a referer's query, a URL's userinfo)
+                text = REDACTED if is_sensitive_header(name) else scrub_text(
+                    value.decode("latin-1"), integration_secret_keys()
+                )
                 found.setdefault(name, []).append(text)
         for name, values in found.items():
             into[prefix + name] = values

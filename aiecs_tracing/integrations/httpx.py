@@ -27,8 +27,8 @@ from opentelemetry.trace import SpanKind
 
 from ..core.guard import report_error
 from ..core.manager import TracingManager, get_tracing_manager
+from ..core.redaction import redact_query
 from ..core.span import Span
-from .asgi import redact_query
 
 __all__ = [
     "instrument_httpx_client",
