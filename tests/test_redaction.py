@@ -378,3 +378,33 @@ def _serve_one(t: TracingManager, response_headers: list, scope: dict, **options
 
 def _dump(t) -> str:
     return "\n".join(span.to_json() for span in finished(t))
+
+
+def test_celery_task_failure_is_scrubbed(sink):
+    from celery import Celery
+
+    from aiecs_tracing.integrations.celery import install_celery_tracing, uninstall_celery_tracing
+
+    t = make_manager(sink, "celery-redaction")
+    app = Celery("redaction", broker="memory://", backend="cache+memory://", set_as_current=False)
+    app.conf.update(task_always_eager=True, task_eager_propagates=True)
+    install_celery_tracing(app, t)
+
+    @app.task(name="redaction.flaky", bind=True, max_retries=1)
+    def flaky(self, dsn):
+        if self.request.retries == 0:
+            raise self.retry(exc=ConnectionError(f"cannot reach {dsn}"), countdown=0)
+        raise ConnectionError(f"still cannot reach {dsn}")
+
+    try:
+        with pytest.raises(Exception, match="reach"):  # eager mode: Retry itself propagates
+            flaky.delay(f"postgresql://app:{S}@db/x")
+        t.flush()
+        sink.wait_for(1, where=lambda s: s.operation == "run redaction.flaky")
+        assert S.encode() not in b"".join(sink.packets)
+        (run,) = sink.named("run redaction.flaky")
+        assert run.is_error and "[REDACTED]" in run.tags["error.message"], run.tags
+    finally:
+        uninstall_celery_tracing(app)
+        app.close()
+        t.close_tracer()

@@ -59,6 +59,7 @@ from opentelemetry.trace import SpanKind
 
 from ..core.guard import report_error
 from ..core.manager import get_tracing_manager
+from ..core.redaction import integration_secret_keys, scrub_text
 
 try:
     from celery import signals as _signals
@@ -405,8 +406,9 @@ class _CeleryTracing:
                 return
             span = entry[0]
             span._otel.set_attribute("celery.state", "RETRY")
-            span._otel.set_attribute("celery.retry.reason", str(reason)[:1024])
-            span._otel.add_event("retry", {"celery.retry.reason": str(reason)[:1024]})
+            text = scrub_text(str(reason)[:1280], integration_secret_keys())[:1024]  # an error text may hold a DSN
+            span._otel.set_attribute("celery.retry.reason", text)
+            span._otel.add_event("retry", {"celery.retry.reason": text})
         except Exception as exc:
             report_error("celery retry", exc)
 
