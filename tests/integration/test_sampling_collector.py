@@ -226,3 +226,32 @@ def test_adaptive_step_as_jaegers_calculator():
     assert s.next_probability(0.1, 1.0) == pytest.approx(0.15)  # increases capped at +50%
     assert s.next_probability(0.1, 0.0) == pytest.approx(0.2)  # nothing seen: doubled
     assert s.next_probability(1e-5, 1e6) == 1e-5 and s.next_probability(0.9, 0.0) == 1.0
+
+
+def test_legacy_jaeger_client_understands_what_the_collector_serves(collector, strategies_file):
+    """jaeger-client (Python) reads strategyType as a string: served as Jaeger's api_v2 JSON does."""
+    from jaeger_client.sampler import (
+        AdaptiveSampler,
+        ProbabilisticSampler,
+        RateLimitingSampler,
+        RemoteControlledSampler,
+    )
+
+    class NoLoop:
+        io_loop = None  # no polling: the responses are fed in below
+
+    legacy = RemoteControlledSampler(NoLoop(), SERVICE)
+    errors: list[Any] = []
+    legacy.error_reporter.error = lambda *args: errors.append(args)
+
+    def feed(service: str) -> Any:
+        legacy._update_sampler(json.loads(request(collector.sampling_port, "GET", f"/sampling?service={service}")[2]))
+        return legacy.sampler
+
+    sampler = feed(SERVICE)
+    assert isinstance(sampler, AdaptiveSampler) and sampler.default_sampling_probability == 0.5
+    assert sampler.is_sampled(1 << 62, "A")[0] is False and sampler.is_sampled(1 << 62, "B")[0] is True
+    assert isinstance(feed("someone-else"), ProbabilisticSampler) and legacy.sampler.rate == 1.0
+    write(strategies_file, {"default_strategy": {"type": "ratelimiting", "param": 7}})
+    assert isinstance(feed("someone-else"), RateLimitingSampler) and legacy.sampler.traces_per_second == 7
+    assert errors == []
