@@ -282,7 +282,8 @@ class Collector:
             "max_spans": self.max_spans,
             "max_age_seconds": self.max_age_seconds,
         }
-        snapshot["ports"] = {"otlp_http": self.otlp_port, "jaeger_udp": self.udp_port, "query": self.ui_port,
-                             "sampling": self.sampling_port}
+        snapshot["ports"] = {"otlp_http": self.otlp_port, "jaeger_udp": self.udp_port, "query": self.ui_port}
+        if self.sampling_port is not None:
+            snapshot["ports"]["sampling"] = self.sampling_port
         snapshot["sampling"] = self.sampling.info()
         return snapshot
