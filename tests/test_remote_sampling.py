@@ -366,13 +366,13 @@ def test_dead_endpoint_never_blocks_the_constructor(silent_endpoint):
     with tracing.span("request"):
         pass
     elapsed = time.monotonic() - started
-    assert elapsed < 1.0  # a poll would wait for its 10 s timeout
+    assert elapsed < 3.0  # waiting on a poll would take its 10 s timeout
     assert sampled_by_name(tracing)["request"] == 1  # the initial rate is in force
     info = tracing.get_tracer_info()["sampling"]
     assert info["endpoint"].startswith(silent_endpoint) and info["polls_ok"] == 0
     started = time.monotonic()
     tracing.close_tracer(timeout=1)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 3.0  # not the hung poll's 10 s
     assert tracing.get_tracer_info()["sampling"]["polling"] is False
 
 
