@@ -20,7 +20,7 @@ import pytest
 
 from aiecs_tracing import TracingManager
 from aiecs_tracing.core.config import resolve_config
-from tests.test_export_lifecycle import _closed_port
+from tests.test_export_lifecycle import OTLPReceiver, _closed_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -107,6 +107,17 @@ def test_exit_is_bounded_by_one_shared_deadline(backend, managers, hanging):
     assert elapsed < 1.0 + 1.0, (elapsed, stderr)
     drop_lines = [line for line in stderr.splitlines() if "dropped" in line]
     assert len(drop_lines) == managers, stderr  # one line per manager, not one per span
+
+
+def test_exit_with_a_healthy_backend_sends_everything_at_once():
+    receiver = OTLPReceiver()
+    try:
+        elapsed, stderr = _run_app(f"http://127.0.0.1:{receiver.port}/v1/traces", 3, None)
+        assert elapsed < 1.0, (elapsed, stderr)
+        assert sorted(service for service, _ in receiver.spans()) == ["svc0"] * 20 + ["svc1"] * 20 + ["svc2"] * 20
+        assert "dropped" not in stderr
+    finally:
+        receiver.close()
 
 
 def test_exit_default_deadline_is_two_seconds(hanging):

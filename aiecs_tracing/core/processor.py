@@ -75,6 +75,8 @@ class BoundedBatchProcessor(SpanProcessor):
         # shutdown that runs out of time writes off as dropped while the export hangs on.
         self._in_flight: dict[int, int] = {}
         self._written_off: set[int] = set()
+        self._flush_requests: collections.deque[_FlushRequest] = collections.deque()
+        self._pending_flush: _FlushRequest | None = None
         self._account_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
@@ -115,14 +117,40 @@ class BoundedBatchProcessor(SpanProcessor):
         """Export everything queued now; wait at most the timeout (False when it ran out)."""
         return self._flush_until(monotonic() + max(0.0, timeout_millis / 1000.0))
 
-    def _flush_until(self, deadline: float) -> bool:
+    def _flush_until(self, deadline: float, request: _FlushRequest | None = None) -> bool:
         """Export what is queued, waiting until ``deadline`` (monotonic) at the latest.
 
-        The export runs in a daemon thread and is waited for until the deadline: an exporter
+        The export thread does the work and is waited for until the deadline: an exporter
         retrying a backend that is down (OTLP), or blocked on one that accepted the connection
         and never answers, must not hold the caller, a worker exiting or the interpreter at
-        exit, longer than asked. The thread may be left behind; the process can still exit.
+        exit, longer than asked. Asking the thread that already exists, rather than starting
+        one, is what works at exit too (Python 3.12.0-3.12.1 refuse new threads in atexit).
         """
+        if request is None:
+            request = self._request_flush()
+        if request is None:  # no export thread (nothing was ever queued in this process)
+            return self._flush_in_new_thread(deadline)
+        return request.done.wait(max(0.0, deadline - monotonic())) and request.ok
+
+    def _request_flush(self) -> _FlushRequest | None:
+        """Ask the export thread to export everything queued now; None when there is no thread."""
+        thread = self._thread
+        if thread is None or not thread.is_alive() or thread is threading.current_thread():
+            return None
+        request = _FlushRequest()
+        self._flush_requests.append(request)
+        self._wake.set()
+        return request
+
+    def prepare_shutdown(self) -> None:
+        """Start the final flush without waiting: :meth:`shutdown_until` then waits for it.
+
+        Several managers closed in turn against one deadline flush in parallel this way.
+        """
+        if not self._shutdown and self._pending_flush is None:
+            self._pending_flush = self._request_flush()
+
+    def _flush_in_new_thread(self, deadline: float) -> bool:
         done = threading.Event()
         outcome = [False]
 
@@ -134,6 +162,8 @@ class BoundedBatchProcessor(SpanProcessor):
             finally:
                 done.set()
 
+        if not self._queue:
+            return True
         try:
             threading.Thread(target=run, name="aiecs-tracing-flush", daemon=True).start()
         except Exception as exc:  # no threads left (interpreter shutting down): flush inline
@@ -157,7 +187,8 @@ class BoundedBatchProcessor(SpanProcessor):
         """:meth:`shutdown` with an absolute ``time.monotonic()`` deadline (shared by managers)."""
         if self._shutdown:
             return
-        flushed = self._flush_until(deadline)
+        pending, self._pending_flush = self._pending_flush, None
+        flushed = self._flush_until(deadline, pending)
         self._shutdown = True
         self._wake.set()
         thread = self._thread
@@ -305,16 +336,24 @@ class BoundedBatchProcessor(SpanProcessor):
             thread.start()
 
     def _run(self) -> None:
+        requests = self._flush_requests
         while not self._shutdown:
             self._wake.wait(self.delay)
             self._wake.clear()
-            if self._shutdown:
+            asked = []
+            while requests:  # taken after clear(): a request appended later wakes the next wait
+                asked.append(requests.popleft())
+            if self._shutdown and not asked:
                 break
+            ok = False
             try:
-                if not self._handed_to_loop():
-                    self._drain(deadline_seconds=None)
+                if asked or not self._handed_to_loop():
+                    ok = self._drain(deadline_seconds=None)
             except Exception as exc:
                 report_error("span export", exc)
+            for request in asked:
+                request.ok = ok
+                request.done.set()
 
     def _drain(self, deadline_seconds: float | None) -> bool:
         ok = True
@@ -373,6 +412,16 @@ class BoundedBatchProcessor(SpanProcessor):
             "dropped": self.dropped,
             "export_failures": self.export_failures,
         }
+
+
+class _FlushRequest:
+    """A flush asked of the export thread: ``done`` is set once it has exported (``ok``) or failed."""
+
+    __slots__ = ("done", "ok")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.ok = False
 
 
 def _after_fork(ref: weakref.ref[BoundedBatchProcessor]) -> None:
