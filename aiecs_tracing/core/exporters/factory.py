@@ -11,23 +11,26 @@ if TYPE_CHECKING:
     from ..config import TracingConfig
 
 
-class _OncePerMessage(logging.Filter):
-    """Let each distinct message of a chatty third-party logger through once."""
+class _ThroughGuard(logging.Filter):
+    """The OTLP exporter's warnings and errors as one of ours: logged once, then counted.
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._seen: set[str] = set()
+    It logs every failed batch, every retry and its own aborted retries at shutdown; a
+    backend that is down must cost one line (plus the drop count), with the cause in
+    ``get_tracer_info()["last_error"]``. Its messages are scrubbed (an endpoint URL may hold
+    credentials).
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            key = str(record.msg)[:200]
-        except Exception:
+        if record.levelno < logging.WARNING:
             return True
-        if key in self._seen:
-            return False
-        if len(self._seen) < 1000:
-            self._seen.add(key)
-        return True
+        try:
+            from ..guard import report_error
+            from ..redaction import scrub_text
+
+            report_error("OTLP export", message=scrub_text(record.getMessage())[:500])
+        except Exception:
+            pass
+        return False
 
 
 _otlp_filter_installed = False
@@ -42,7 +45,7 @@ def _quiet_otlp_logger() -> None:
             "opentelemetry.exporter.otlp.proto.http.trace_exporter",
             "opentelemetry.exporter.otlp.proto.http",
         ):
-            logging.getLogger(name).addFilter(_OncePerMessage())
+            logging.getLogger(name).addFilter(_ThroughGuard())
 
 
 def build_exporter(config: TracingConfig) -> tuple[SpanExporter | None, str]:
