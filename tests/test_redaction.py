@@ -408,3 +408,24 @@ def test_celery_task_failure_is_scrubbed(sink):
         uninstall_celery_tracing(app)
         app.close()
         t.close_tracer()
+
+
+def test_light_spans_scrub_what_opentelemetry_callers_record(sink):
+    """An OpenTelemetry API caller recording on the integrations' light span (it is the current span)."""
+    t = make_manager(sink, "light-redaction")
+    try:
+        span = t.start_light_span("light", {"k": "v"})
+        otel = span.otel_span
+        try:
+            raise ConnectionError(f"postgresql://app:{S}@db")
+        except ConnectionError as exc:
+            otel.record_exception(exc)
+        from opentelemetry.trace import StatusCode
+
+        otel.set_status(StatusCode.ERROR, f"token={S}")
+        span.finish()
+        t.flush()
+        sink.wait_for(1, where=lambda s: s.operation == "light")
+        assert S.encode() not in b"".join(sink.packets)
+    finally:
+        t.close_tracer()

@@ -33,6 +33,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanKind, Status, StatusCode, 
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
 from .guard import report_error
+from .redaction import scrub_text
 from .remote_sampling import JaegerRemoteSampler
 from .span import Span
 
@@ -211,17 +212,19 @@ class LightSpan(trace.Span, ReadableSpan):
         if self._end_time is not None or self._status.status_code is StatusCode.OK:
             return
         new = status if isinstance(status, Status) else Status(status, description)
+        if new.description and scrub_text(new.description) != new.description:
+            new = Status(new.status_code, scrub_text(new.description))
         if new.status_code is not StatusCode.UNSET:
             self._status = new
 
     def record_exception(
         self, exception: BaseException, attributes: Any = None, timestamp: int | None = None, escaped: bool = False
     ) -> None:
-        event = {
+        event = {  # an OpenTelemetry API caller's exception: scrubbed like the facade's (redaction.py)
             "exception.type": type(exception).__qualname__,
-            "exception.message": str(exception),
-            "exception.stacktrace": "".join(
-                traceback.format_exception(type(exception), exception, exception.__traceback__)
+            "exception.message": scrub_text(str(exception)),
+            "exception.stacktrace": scrub_text(
+                "".join(traceback.format_exception(type(exception), exception, exception.__traceback__))
             ),
             "exception.escaped": str(escaped),
         }
