@@ -7,7 +7,8 @@ Field names and types follow Jaeger's ``model/json``: a trace is
 The details follow what Jaeger v2's query API answers for the same spans (pinned by
 ``tests/integration/test_real_jaeger.py``): tags sorted by key (then type, then value),
 log fields sorted with ``event`` first, integers beyond JavaScript's safe range as
-strings, and no ``flags`` field (v2 keeps none).
+strings, no ``flags`` field (v2 keeps none), and 64-bit trace ids (jaeger-client's
+default) in 16 hex digits, as Jaeger's ``TraceID.String()`` writes them.
 """
 
 from __future__ import annotations
@@ -15,10 +16,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .adjusters import span_warnings
 from .model import BINARY, BOOL, FLOAT64, INT64, JAEGER_TYPE_NAMES, STRING, Process, SpanRecord, Tag
 
 JS_MAX_SAFE_INTEGER = (1 << 53) - 1
 _TYPE_RANK = {STRING: 0, BOOL: 1, INT64: 2, FLOAT64: 3, BINARY: 4}  # Jaeger's ValueType order
+
+
+def display_trace_id(trace_id: str) -> str:
+    """Jaeger's spelling of a stored 32-digit id: 16 digits when the high half is zero."""
+    return trace_id[16:] if trace_id.startswith("0000000000000000") else trace_id
 
 
 def _tag_order(tag: Tag) -> tuple[Any, ...]:
@@ -56,13 +63,13 @@ def jaeger_tags(tags: list[Tag], *, log: bool = False) -> list[dict[str, Any]]:
     ]
 
 
-def jaeger_span(record: SpanRecord, process_id: str) -> dict[str, Any]:
+def jaeger_span(record: SpanRecord, process_id: str, warnings: list[str] | None = None) -> dict[str, Any]:
     return {
-        "traceID": record.trace_id,
+        "traceID": display_trace_id(record.trace_id),
         "spanID": record.span_id,
         "operationName": record.operation,
         "references": [
-            {"refType": ref_type, "traceID": trace_id, "spanID": span_id}
+            {"refType": ref_type, "traceID": display_trace_id(trace_id), "spanID": span_id}
             for ref_type, trace_id, span_id in record.references
         ],
         "startTime": record.start_us,
@@ -70,36 +77,36 @@ def jaeger_span(record: SpanRecord, process_id: str) -> dict[str, Any]:
         "tags": jaeger_tags(record.tags),
         "logs": [{"timestamp": timestamp, "fields": jaeger_tags(fields, log=True)} for timestamp, fields in record.logs],
         "processID": process_id,
-        "warnings": None,
+        "warnings": warnings,
     }
 
 
 def jaeger_traces(records: list[SpanRecord]) -> list[dict[str, Any]]:
     """Group records by trace (keeping their order) into Jaeger trace objects."""
-    traces: dict[str, dict[str, Any]] = {}
-    process_ids: dict[str, dict[tuple[str, int], str]] = {}
-    for record in records:
-        trace = traces.get(record.trace_id)
-        if trace is None:
-            trace = traces[record.trace_id] = {
-                "traceID": record.trace_id,
-                "spans": [],
-                "processes": {},
-                "warnings": None,
-            }
-            process_ids[record.trace_id] = {}
-        known = process_ids[record.trace_id]
-        process = record.process
-        identity = (process.service, id(process))
-        process_id = known.get(identity)
-        if process_id is None:
-            process_id = _matching_process_id(trace["processes"], process)
+    result = []
+    for trace_id, spans in _by_trace(records).items():
+        trace: dict[str, Any] = {"traceID": display_trace_id(trace_id), "spans": [], "processes": {}, "warnings": None}
+        known: dict[tuple[str, int], str] = {}
+        for record, warnings in zip(spans, span_warnings(spans), strict=True):
+            process = record.process
+            identity = (process.service, id(process))
+            process_id = known.get(identity)
             if process_id is None:
-                process_id = f"p{len(trace['processes']) + 1}"
-                trace["processes"][process_id] = {"serviceName": process.service, "tags": jaeger_tags(process.tags)}
-            known[identity] = process_id
-        trace["spans"].append(jaeger_span(record, process_id))
-    return list(traces.values())
+                process_id = _matching_process_id(trace["processes"], process)
+                if process_id is None:
+                    process_id = f"p{len(trace['processes']) + 1}"
+                    trace["processes"][process_id] = {"serviceName": process.service, "tags": jaeger_tags(process.tags)}
+                known[identity] = process_id
+            trace["spans"].append(jaeger_span(record, process_id, warnings))
+        result.append(trace)
+    return result
+
+
+def _by_trace(records: list[SpanRecord]) -> dict[str, list[SpanRecord]]:
+    grouped: dict[str, list[SpanRecord]] = {}
+    for record in records:
+        grouped.setdefault(record.trace_id, []).append(record)
+    return grouped
 
 
 def _matching_process_id(processes: dict[str, dict[str, Any]], process: Process) -> str | None:
@@ -147,31 +154,32 @@ def tags_json(tags: list[Tag], *, log: bool = False) -> str:
     return "[" + ",".join(parts) + "]"
 
 
-def span_json(record: SpanRecord, process_id: str) -> str:
+def span_json(record: SpanRecord, process_id: str, warnings: list[str] | None = None) -> str:
     references = ",".join(
-        f'{{"refType":"{ref_type}","traceID":"{trace_id}","spanID":"{span_id}"}}'
+        f'{{"refType":"{ref_type}","traceID":"{display_trace_id(trace_id)}","spanID":"{span_id}"}}'
         for ref_type, trace_id, span_id in record.references
     )
     logs = ",".join(f'{{"timestamp":{timestamp},"fields":{tags_json(fields, log=True)}}}' for timestamp, fields in record.logs)
     return (
-        f'{{"traceID":"{record.trace_id}","spanID":"{record.span_id}",'
+        f'{{"traceID":"{display_trace_id(record.trace_id)}","spanID":"{record.span_id}",'
         f'"operationName":{_quote(record.operation)},"references":[{references}],'
         f'"startTime":{record.start_us},"duration":{record.duration_us},"tags":{tags_json(record.tags)},'
-        f'"logs":[{logs}],"processID":"{process_id}","warnings":null}}'
+        f'"logs":[{logs}],"processID":"{process_id}","warnings":{_warnings_json(warnings)}}}'
     )
+
+
+def _warnings_json(warnings: list[str] | None) -> str:
+    return "null" if warnings is None else "[" + ",".join(map(_quote, warnings)) + "]"
 
 
 def traces_json(records: list[SpanRecord]) -> dict[str, str]:
     """Like :func:`jaeger_traces`, but each trace as JSON text, keyed by trace id."""
-    grouped: dict[str, list[SpanRecord]] = {}
-    for record in records:
-        grouped.setdefault(record.trace_id, []).append(record)
     rendered: dict[str, str] = {}
-    for trace_id, spans in grouped.items():
+    for trace_id, spans in _by_trace(records).items():
         processes: dict[str, Process] = {}
         process_ids: dict[int, str] = {}
         parts = []
-        for record in spans:
+        for record, warnings in zip(spans, span_warnings(spans), strict=True):
             process = record.process
             process_id = process_ids.get(id(process))
             if process_id is None:
@@ -183,12 +191,12 @@ def traces_json(records: list[SpanRecord]) -> dict[str, str]:
                     process_id = f"p{len(processes) + 1}"
                     processes[process_id] = process
                 process_ids[id(process)] = process_id
-            parts.append(span_json(record, process_id))
+            parts.append(span_json(record, process_id, warnings))
         process_text = ",".join(
             f'"{pid}":{{"serviceName":{_quote(process.service)},"tags":{tags_json(process.tags)}}}'
             for pid, process in processes.items()
         )
         rendered[trace_id] = (
-            f'{{"traceID":"{trace_id}","spans":[{",".join(parts)}],"processes":{{{process_text}}},"warnings":null}}'
+            f'{{"traceID":"{display_trace_id(trace_id)}","spans":[{",".join(parts)}],"processes":{{{process_text}}},"warnings":null}}'
         )
     return rendered

@@ -1,21 +1,14 @@
-"""A real Jaeger v2 for the tests: the pinned binary, started from tools/jaeger/config.yaml.
+"""A real Jaeger v2 for the tests (the process itself: :mod:`aiecs_tracing.demo.jaeger`).
 
 The binary is built once per machine by ``scripts/ensure_jaeger.sh`` (``make test`` runs it;
 so does :func:`jaeger_binary` when it is missing and Go is there). Without Go the real-Jaeger
-tests skip with one line saying how to enable them - the only skip that CI allows, since
-the project cannot install Go itself.
-
-Each :class:`RealJaeger` gets its own free ports on 127.0.0.1, its own strategies file and
-its own log; if Jaeger cannot bind (a port taken between picking and binding), it is
-started again on other ports.
+tests skip with one line saying how to enable them: the only skip CI allows, since the
+project cannot install Go itself. With Go, a failed build or start is a failure.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,26 +19,19 @@ from typing import Any
 import httpx
 import pytest
 
+from aiecs_tracing.demo.jaeger import JaegerProcess, JaegerStartError, cached_binary_path
+
 ROOT = Path(__file__).resolve().parents[2]
-TOOL_DIR = ROOT / "tools" / "jaeger"
-CONFIG = TOOL_DIR / "config.yaml"
 ENABLE_HINT = "install Go >= 1.24 and run scripts/ensure_jaeger.sh (make test does) to enable them"
-DEFAULT_STRATEGIES: dict[str, Any] = {"default_strategy": {"type": "probabilistic", "param": 1.0}}
 
 
-def jaeger_version() -> str:
-    for line in (TOOL_DIR / "go.mod").read_text().splitlines():
+def go_mod_version() -> str:
+    """The Jaeger version tools/jaeger/go.mod pins."""
+    for line in (ROOT / "tools" / "jaeger" / "go.mod").read_text().splitlines():
         parts = line.split()
         if len(parts) >= 2 and parts[0] == "github.com/jaegertracing/jaeger":
             return parts[1]
-    raise RuntimeError("tools/jaeger/go.mod names no github.com/jaegertracing/jaeger version")
-
-
-def cached_binary_path() -> Path:
-    base = os.environ.get("AIECS_TRACING_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "aiecs-tracing"
-    )
-    return Path(base) / f"jaeger-{jaeger_version()}" / "jaeger"
+    raise AssertionError("tools/jaeger/go.mod names no github.com/jaegertracing/jaeger version")
 
 
 def jaeger_binary() -> Path:
@@ -63,109 +49,9 @@ def jaeger_binary() -> Path:
     return path
 
 
-def _free_tcp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class RealJaeger(JaegerProcess):
+    """A :class:`JaegerProcess` with the query-API reads the tests make."""
 
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RealJaeger:
-    """One running Jaeger v2 process and the addresses of its receivers and APIs."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.strategies_path = workdir / "sampling-strategies.json"
-        self.log_path = workdir / "jaeger.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.version = jaeger_version()
-        self.set_strategies(DEFAULT_STRATEGIES)
-
-    # --- addresses ----------------------------------------------------------------
-    @property
-    def query_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['JAEGER_QUERY_PORT']}"
-
-    @property
-    def otlp_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['JAEGER_OTLP_HTTP_PORT']}/v1/traces"
-
-    @property
-    def udp_port(self) -> int:
-        return self.ports["JAEGER_THRIFT_COMPACT_PORT"]
-
-    @property
-    def sampling_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['JAEGER_SAMPLING_PORT']}/sampling"
-
-    # --- life -----------------------------------------------------------------------
-    def start(self, attempts: int = 3) -> RealJaeger:
-        binary = jaeger_binary()
-        last = ""
-        for _ in range(attempts):
-            self.ports = {
-                "JAEGER_QUERY_PORT": _free_tcp_port(),
-                "JAEGER_QUERY_GRPC_PORT": _free_tcp_port(),
-                "JAEGER_OTLP_HTTP_PORT": _free_tcp_port(),
-                "JAEGER_SAMPLING_PORT": _free_tcp_port(),
-                "JAEGER_THRIFT_COMPACT_PORT": _free_udp_port(),
-            }
-            env = {**os.environ, **{k: str(v) for k, v in self.ports.items()}}
-            env["JAEGER_SAMPLING_STRATEGIES"] = str(self.strategies_path)
-            with open(self.log_path, "wb") as log:
-                self.process = subprocess.Popen(
-                    [str(binary), "--config", str(CONFIG)], stdout=log, stderr=subprocess.STDOUT, env=env
-                )
-            if self._wait_ready(timeout=30):
-                return self
-            last = self.log_tail()
-            self.stop()
-        pytest.fail(f"Jaeger did not start in {attempts} attempts; its log ends:\n{last}", pytrace=False)
-
-    def _wait_ready(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                return False
-            if b"Everything is ready" in self.log_path.read_bytes():
-                try:
-                    if httpx.get(f"{self.query_url}/api/services", timeout=2).status_code == 200:
-                        return True
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.05)
-        return False
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self.process = None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    # --- remote sampling ----------------------------------------------------------
-    def set_strategies(self, strategies: dict[str, Any]) -> None:
-        """Rewrite the strategies file (atomically); Jaeger reloads it every second."""
-        tmp = self.strategies_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(strategies))
-        os.replace(tmp, self.strategies_path)
-
-    # --- the query API ------------------------------------------------------------
     def get(self, path: str, **params: Any) -> Any:
         response = httpx.get(f"{self.query_url}{path}", params=params, timeout=10)
         response.raise_for_status()
@@ -198,8 +84,11 @@ class RealJaeger:
 
 @contextmanager
 def running_jaeger(workdir: Path) -> Iterator[RealJaeger]:
-    jaeger = RealJaeger(workdir)
-    jaeger.start()
+    jaeger = RealJaeger(jaeger_binary(), workdir)
+    try:
+        jaeger.start()
+    except JaegerStartError as exc:
+        pytest.fail(str(exc), pytrace=False)
     try:
         yield jaeger
     finally:

@@ -332,9 +332,9 @@ def test_jaeger_client_udp_batch_is_stored_and_queryable(collector):
     send_udp(collector.udp_port, encode_with_jaeger_client(legacy_batch(int(time.time() * 1_000_000))))
     assert collector.wait_for_spans(2, timeout=10) == 2
 
-    trace_id = "0" * 28 + "1234"
-    # Jaeger prints 64-bit ids without leading zeros; both forms find the trace.
-    for lookup in (trace_id, "1234"):
+    trace_id = "0" * 12 + "1234"  # a 64-bit id in 16 digits, as Jaeger writes it
+    # Every form finds the trace: 32 digits, 16, or without leading zeros.
+    for lookup in ("0" * 28 + "1234", trace_id, "1234"):
         (trace,) = api_get(collector, f"/api/traces/{lookup}")["data"]
         assert trace["traceID"] == trace_id
     spans = {span["operationName"]: span for span in trace["spans"]}
@@ -343,7 +343,7 @@ def test_jaeger_client_udp_batch_is_stored_and_queryable(collector):
     assert child["spanID"] == "fffffffffffffffe"
     assert child["references"] == [
         {"refType": "CHILD_OF", "traceID": trace_id, "spanID": "0000000000000010"},
-        {"refType": "FOLLOWS_FROM", "traceID": "0" * 31 + "7", "spanID": "0000000000000009"},
+        {"refType": "FOLLOWS_FROM", "traceID": "0" * 15 + "7", "spanID": "0000000000000009"},
     ]
     assert tag_map(root["tags"]) == {
         "span.kind": ("string", "server"),
