@@ -130,6 +130,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="URL",
         help="read traces from this Jaeger-compatible query API instead of finding or starting the collector",
     )
+    parser.add_argument(
+        "--jaeger",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="BINARY",
+        help="send the traces to a real Jaeger v2 started for this run: BINARY, else the one "
+        "scripts/ensure_jaeger.sh builds, else `jaeger` on PATH",
+    )
     parser.add_argument("--viewer-url", default=None, metavar="URL", help="base of the trace links printed")
     parser.add_argument(
         "--workdir", default=None, help="where logs, broker files and SQLite go (default: a temp dir)"
@@ -154,9 +163,33 @@ class Backend:
     description: str = ""
 
     viewer_url: str | None = None  # base of the links printed (default: query_url)
+    api_links: bool = False  # link the query API's JSON (a Jaeger built without its UI)
+    name: str = "collector"
 
     def trace_url(self, trace_id: str) -> str:
+        if self.api_links and not self.viewer_url:
+            return f"{self.query_url}/api/traces/{trace_id}"
         return f"{(self.viewer_url or self.query_url).rstrip('/')}/trace/{trace_id}"
+
+
+def start_real_jaeger(args: argparse.Namespace, workdir: Path) -> Backend:
+    """A real Jaeger v2 for this run (``--jaeger``), on its usual ports where they are free."""
+    from .jaeger import JAEGER_VERSION, JaegerProcess, find_binary
+
+    binary = find_binary(args.jaeger or None)
+    if binary is None:
+        where = args.jaeger or "the cache of scripts/ensure_jaeger.sh or PATH"
+        raise OSError(f"no Jaeger binary in {where}; build one with `bash scripts/ensure_jaeger.sh` (needs Go)")
+    jaeger = JaegerProcess(binary, workdir / "jaeger", usual_ports=True).start()
+    return Backend(
+        jaeger.query_url,
+        ("127.0.0.1", jaeger.udp_port),
+        jaeger.otlp_url.removesuffix("/v1/traces"),
+        jaeger,
+        f"Jaeger {JAEGER_VERSION} ({binary}), in memory; log {jaeger.log_path}",
+        api_links=True,
+        name="jaeger",
+    )
 
 
 def _answers_query_api(host: str, port: int) -> bool:
@@ -693,20 +726,25 @@ def main(argv: list[str] | None = None) -> int:
     workload: Workload | None = None
     try:
         try:
-            backend = find_or_start_backend(args)
+            if args.jaeger is not None:
+                jaeger_dir = Path(args.workdir or tempfile.mkdtemp(prefix="aiecs-demo-jaeger-"))
+                backend = start_real_jaeger(args, jaeger_dir)
+            else:
+                backend = find_or_start_backend(args)
         except ImportError as exc:
             say(style(f"The embedded collector is not available ({exc}).", "red"))
             say(
                 "Start one with `aiecs-tracing serve`, or a Jaeger (docker compose up jaeger), and run again."
             )
             return 1
-        except OSError as exc:
-            say(style(f"Could not start the collector: {exc}", "red"))
+        except (OSError, RuntimeError) as exc:
+            what = "Jaeger" if args.jaeger is not None else "the collector"
+            say(style(f"Could not start {what}: {exc}", "red"))
             return 1
         backend.viewer_url = args.viewer_url
         q = backend.query_url
-        say(f"  {'collector':<13} {backend.description}")
-        say(f"  {'':<13} UI and query API {style(backend.viewer_url or q, 'blue')}")
+        say(f"  {backend.name:<13} {backend.description}")
+        say(f"  {'':<13} {'query API' if backend.api_links else 'UI and query API'} {style(backend.viewer_url or q, 'blue')}")
         if backend.owned is not None:
             say(f"  {'':<13} OTLP/HTTP {backend.otlp_url} · Jaeger UDP {backend.udp[0]}:{backend.udp[1]}")
         if args.api_url:
@@ -850,7 +888,9 @@ def _shutdown(
             except Exception as exc:
                 say(style(f"Collector stop failed: {exc}", "yellow"))
             db = getattr(backend.owned, "db_path", None)
-            if db is not None and str(db) != ":memory:":
+            if backend.name == "jaeger":
+                say("Stopped Jaeger (its traces were in memory).")
+            elif db is not None and str(db) != ":memory:":
                 say(f"Stopped the collector. The traces are kept in {db}:")
                 say(f"browse them with `aiecs-tracing serve` at {backend.query_url}")
             else:

@@ -16,9 +16,12 @@ Jaeger is in test_demo.py's real-Jaeger run of ``aiecs-tracing demo --jaeger``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import random
 import re
+import subprocess
 import time
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
@@ -427,3 +430,83 @@ def test_embedded_collector_answers_api_traces_as_jaeger_does(
     assert ["big", "int64", str(2**60)] in next(
         s for s in reference["spans"] if s["operationName"] == "checkout"
     )["tags"]
+
+
+# --------------------------------------------------------------------- the demo's Celery path, into Jaeger
+def run_demo(tmp_path: Any, *args: str) -> tuple[str, list[int]]:
+    """``aiecs-tracing demo`` in a subprocess; its output and the processes it left behind (killed)."""
+    from tests.integration.test_demo import _demo_command, _processes_of_run
+
+    workdir = tmp_path / "demo"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "JAEGER_", "AIECS_", "CELERY_"))}
+    env.update({"COLUMNS": "220", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
+    command = [*_demo_command(), "--requests", "1", "--duration", "45", "--interval", "0.2", "--api-port", "0",
+               "--workdir", str(workdir), "--color", "never", *args]  # fmt: skip
+    try:
+        result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=75)
+    finally:
+        leftovers = _processes_of_run(workdir)
+        for pid in leftovers:
+            with contextlib.suppress(OSError):
+                os.kill(pid, 9)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    return output, leftovers
+
+
+def test_celery_task_trace_from_the_demo_arrives_whole_in_jaeger(real_jaeger_module: RealJaeger, tmp_path) -> None:
+    """FastAPI -> publish -> prefork worker -> httpx -> FastAPI (OTLP), read back from Jaeger."""
+    jaeger = real_jaeger_module
+    output, leftovers = run_demo(
+        tmp_path, "--query-url", jaeger.query_url, "--host", "127.0.0.1",
+        "--udp-port", str(jaeger.udp_port), "--otlp-port", jaeger.otlp_url.split(":")[-1].split("/")[0],
+    )  # fmt: skip
+    assert leftovers == [], output
+    found = re.search(r"trace ([0-9a-f]{32}) · (\d+) spans", output)
+    assert found, output
+    trace = jaeger.wait_trace(found.group(1), int(found.group(2)))
+    spans = trace["spans"]
+    service_of = {pid: p["serviceName"] for pid, p in trace["processes"].items()}
+    by_id = {s["spanID"]: s for s in spans}
+
+    def parent(span: dict[str, Any]) -> dict[str, Any] | None:
+        refs = [r for r in span["references"] if r["refType"] == "CHILD_OF"]
+        return by_id.get(refs[0]["spanID"]) if refs else None
+
+    def chain(span: dict[str, Any]) -> list[tuple[str, str]]:
+        names = []
+        while span is not None:
+            names.append((service_of[span["processID"]], span["operationName"]))
+            span = parent(span)
+        return names[::-1]
+
+    assert [s for s in spans if parent(s) is None] == [s for s in spans if s["operationName"] == "POST /api/tasks"]
+    inference = [s for s in spans if service_of[s["processID"]] == "ml-service" and s["operationName"] == "POST /v1/{task}"]
+    assert inference, sorted(s["operationName"] for s in spans)
+    assert chain(inference[0]) == [
+        ("aiecs-api", "POST /api/tasks"),
+        ("aiecs-api", "send aiecs.tasks.worker.execute_task"),
+        ("aiecs-worker", "run aiecs.tasks.worker.execute_task"),
+        ("aiecs-worker", "POST"),
+        ("ml-service", "POST /v1/{task}"),
+    ]
+    publish = next(s for s in spans if s["operationName"] == "send aiecs.tasks.worker.execute_task")
+    run = next(s for s in spans if s["operationName"] == "run aiecs.tasks.worker.execute_task")
+    assert tags(publish)["span.kind"] == "producer" and tags(run)["span.kind"] == "consumer"
+    for span in (publish, run):
+        assert tags(span)["messaging.system"] == "celery"
+        assert tags(span)["messaging.destination.name"]
+    assert tags(run)["celery.task_name"] == "aiecs.tasks.worker.execute_task"
+    assert service_of[inference[0]["processID"]] == "ml-service"  # over OTLP, the others over UDP
+    assert {service_of[p] for p in service_of} == {"aiecs-api", "aiecs-worker", "ml-service"}
+
+
+def test_demo_starts_its_own_jaeger_with_the_jaeger_option(tmp_path) -> None:
+    from tests.integration._jaeger import jaeger_binary
+
+    output, leftovers = run_demo(tmp_path, "--jaeger", str(jaeger_binary()))
+    assert leftovers == [], output
+    assert f"Jaeger {JAEGER_VERSION}" in output and "Stopped Jaeger" in output, output
+    found = re.search(r"trace ([0-9a-f]{32}) · (\d+) spans · aiecs-api → aiecs-worker → ml-service", output)
+    assert found and int(found.group(2)) >= 10, output
+    assert re.search(rf"http://127\.0\.0\.1:\d+/api/traces/{found.group(1)}", output), output
