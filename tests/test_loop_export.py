@@ -11,6 +11,7 @@ import asyncio
 import threading
 import time
 
+import pytest
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from aiecs_tracing import TracingManager
@@ -163,24 +164,118 @@ def test_the_periodic_export_of_a_partial_batch_runs_on_the_loop_too(sink):
     t.close_tracer()
 
 
-def test_a_coroutine_that_never_yields_loses_no_spans(sink):
-    """Spans ended faster than the loop gets a turn: the export thread steps in before the queue fills."""
-    t = make_manager(sink, "busy-coroutine", max_queue_size=128, max_export_batch_size=32)
-    _end_spans(t, 32, "warm")  # resolves the agent's address
-    assert len(sink.wait_for(32, timeout=5)) == 32
+def _exports_by_thread(exporter) -> list[tuple[str, int, int]]:
+    """Record (entry point, thread id, batch size) of each export call."""
+    calls: list[tuple[str, int, int]] = []
+    export, export_nowait = exporter.export, exporter.export_nowait
+
+    def traced_export(spans):
+        calls.append(("export", threading.get_ident(), len(spans)))
+        return export(spans)
+
+    def traced_nowait(spans):
+        calls.append(("export_nowait", threading.get_ident(), len(spans)))
+        return export_nowait(spans)
+
+    exporter.export, exporter.export_nowait = traced_export, traced_nowait
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("queue_size", "batch_size", "limit"),
+    [(128, 16, 32), (100, 32, 50)],  # min(2 x batch, queue / 2): each term decides once
+)
+def test_a_coroutine_that_never_yields_is_helped_by_the_thread_at_the_backlog_limit(
+    sink, queue_size, batch_size, limit
+):
+    """The loop never gets a turn: below the limit the spans wait for it, at the limit the thread sends.
+
+    No timing is assumed: the periodic export is a minute away, so only the limit wakes the thread,
+    and the coroutine blocks (without yielding) until what the thread sent has arrived.
+    """
+    t = make_manager(sink, "busy-coroutine", schedule_delay_millis=60_000,
+                     max_queue_size=queue_size, max_export_batch_size=batch_size)
+    _end_spans(t, batch_size, "warm")  # resolves the agent's address on the thread
+    assert t.flush(5) and len(sink.wait_for(batch_size, timeout=5)) == batch_size
+    calls = _exports_by_thread(t.exporter)
+    rounds = 2000 // limit
+    queued_below_limit: list[int] = []
+    loop_thread: list[int] = []
 
     async def busy() -> None:
-        for i in range(2000):
-            with t.span(f"busy{i}"):
-                pass
-            if i % 100 == 0:
-                time.sleep(0.01)  # CPU-bound work that never awaits: the loop's callbacks wait
+        loop_thread.append(threading.get_ident())
+        for r in range(rounds):
+            _end_spans(t, limit - 1, f"r{r}-")
+            queued_below_limit.append(t.get_tracer_info()["spans_queued"])
+            _end_spans(t, 1, f"r{r}-last")  # the limit: the thread is woken
+            expected = batch_size + (r + 1) * limit
+            # blocking the loop (no await): only the export thread can have sent these
+            assert len(sink.wait_for(expected, timeout=10)) == expected, f"round {r}"
 
     asyncio.run(busy())
+    assert queued_below_limit == [limit - 1] * rounds  # nothing left the queue before the limit
+    assert calls and all(method == "export" and ident != loop_thread[0] for method, ident, _ in calls)
+    assert all(size <= batch_size for _, _, size in calls)
     assert t.flush(5)
     info = t.get_tracer_info()
     assert info["spans_dropped"] == 0
-    assert len(sink.wait_for(2032, timeout=5)) == 2032
+    assert info["spans_exported"] == batch_size + rounds * limit == len(sink.spans)
+    t.close_tracer()
+
+
+def test_below_the_backlog_limit_full_batches_are_the_loops_job(sink):
+    t = make_manager(sink, "loop-job", schedule_delay_millis=60_000, max_queue_size=2048, max_export_batch_size=32)
+    _end_spans(t, 32, "warm")
+    assert t.flush(5) and len(sink.wait_for(32, timeout=5)) == 32
+    calls = _exports_by_thread(t.exporter)
+    loop_thread: list[int] = []
+
+    async def main() -> None:
+        loop_thread.append(threading.get_ident())
+        _end_spans(t, 63, "job")  # one below the limit (2 x 32): nothing wakes the thread
+        assert t.get_tracer_info()["spans_queued"] == 63
+        assert await _arrived(sink, 32 + 32) >= 32 + 32  # at least the full batch, in chunks on the loop's turn
+
+    asyncio.run(main())
+    assert calls and all(method == "export_nowait" and ident == loop_thread[0] for method, ident, _ in calls)
+    assert t.flush(5)  # the 31 below a chunk: the thread's flush
+    assert t.get_tracer_info()["spans_exported"] == 32 + 63 == len(sink.wait_for(95, timeout=5))
+    t.close_tracer()
+
+
+def test_spans_beyond_a_full_queue_are_dropped_and_counted(sink, caplog):
+    """The thread cannot keep up (its export is stuck) and the loop never yields: the queue bounds memory."""
+    t = make_manager(sink, "full-queue", schedule_delay_millis=60_000, max_queue_size=128, max_export_batch_size=32)
+    _end_spans(t, 32, "warm")
+    assert t.flush(5) and len(sink.wait_for(32, timeout=5)) == 32
+    gate, entered = threading.Event(), threading.Event()
+    real_export = t.exporter.export
+
+    def stuck(spans):
+        entered.set()
+        assert gate.wait(10)
+        return real_export(spans)
+
+    t.exporter.export = stuck
+
+    async def busy() -> None:
+        _end_spans(t, 64, "a")  # the backlog limit: the thread takes a batch and gets stuck
+        assert entered.wait(10)
+        _end_spans(t, 1000, "b")
+
+    with caplog.at_level("WARNING", logger="aiecs_tracing"):
+        asyncio.run(busy())
+        info = t.get_tracer_info()
+        # at most one batch in flight and a full queue kept; every other span counted as dropped
+        assert 1064 - 128 - 32 <= info["spans_dropped"] <= 1064 - 128
+        assert info["spans_queued"] == 128
+        gate.set()
+        assert t.flush(5)
+    info = t.get_tracer_info()
+    assert info["spans_exported"] + info["spans_dropped"] == 32 + 1064  # none vanish uncounted
+    assert info["spans_exported"] == len(sink.wait_for(info["spans_exported"], timeout=5))
+    drop_lines = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(drop_lines) == 1 and "queue is full" in drop_lines[0].getMessage()
     t.close_tracer()
 
 
