@@ -197,3 +197,18 @@ def make_manager(sink: JaegerUDPSink, service: str = "test-service", **options: 
     options.setdefault("set_default_manager", False)
     options.setdefault("schedule_delay_millis", 50)
     return TracingManager(service, jaeger_host="127.0.0.1", jaeger_port=sink.port, enable_tracing=True, **options)
+
+
+def settled(sink: JaegerUDPSink, *managers: Any, timeout: float = 10.0) -> list[WireSpan]:
+    """All that ``managers`` exported, once it is at ``sink``: a flush, then their own count.
+
+    Use it where a test must know that nothing more will arrive, instead of sleeping "long
+    enough": after the flush no span is queued or in flight, and the sink must hold exactly
+    what the processors counted as exported (a span sent twice, or lost, fails here).
+    """
+    for manager in managers:
+        assert manager.flush(timeout), f"{manager!r} did not flush within {timeout}s"
+    expected = sum(manager.get_tracer_info()["spans_exported"] for manager in managers)
+    spans = sink.wait_for(expected, timeout=timeout)
+    assert len(spans) == expected, f"exporters counted {expected} span(s) sent, the sink has {spans}"
+    return spans

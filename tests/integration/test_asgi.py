@@ -20,7 +20,7 @@ from aiecs_tracing.integrations.asgi import TracingMiddleware
 from aiecs_tracing.integrations.fastapi import TracingMiddleware as FastAPIMiddleware
 from aiecs_tracing.integrations.fastapi import instrument_fastapi
 from tests.integration._web_util import UvicornServer, wait_spans
-from tests.wire import make_manager
+from tests.wire import make_manager, settled
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
@@ -498,9 +498,7 @@ def test_fastapi_native_tracing_does_not_duplicate_server_spans(sink):
             response = httpx.get(f"{server.url}/items/1", headers={"uber-trace-id": f"{TRACE_ID:x}:{PARENT_ID:x}:0:1"})
             assert response.json() == {"item": 1}
         wait_spans(tracing, sink, 2)
-        time.sleep(0.2)
-        tracing.flush()
-    spans = sink.spans
+    spans = settled(sink, tracing)
     assert [s.operation for s in spans] == ["GET /items/{item_id}"] * 2, spans
     assert all(s.trace_id == TRACE_ID and s.parent_id == PARENT_ID for s in spans)
     tracing.close_tracer()

@@ -42,13 +42,21 @@ class CeleryEnv:
     def sig(self, name: str, *args: Any, **options: Any) -> Any:
         return self.producer.signature(name, args=args, **options)
 
-    def trace(self, trace_id: int, count: int, timeout: float = 15.0, settle: float = 0.3) -> list[WireSpan]:
-        """The spans of one trace, once ``count`` arrived (and a moment more for extras)."""
-        self.tracing.flush()
+    def trace(self, trace_id: int, count: int, timeout: float = 15.0) -> list[WireSpan]:
+        """The spans of one trace, once ``count`` arrived; no sleep "for extras".
+
+        The producer's side is exact: after its flush, the sink must hold every span it counted as
+        exported. A worker child exports what it ended in order (one queue, one socket), so once the
+        last span a task ends (its ``run`` span) is here, so is everything the task ended before it;
+        the callers' exact assertions (``one()``, ``len(spans) == n``) then see any extra.
+        """
+        assert self.tracing.flush(10)
+        exported = self.tracing.get_tracer_info()["spans_exported"]
+        produced = self.sink.wait_for(exported, timeout=timeout, where=lambda s: s.service == "producer")
+        assert len(produced) == exported, f"producer exported {exported} span(s), the sink has {produced}"
         spans = self.sink.wait_for(count, timeout=timeout, where=lambda s: s.trace_id == trace_id)
         assert len(spans) >= count, f"expected {count} spans in the trace, got {spans}\n{self.worker.log()[-3000:]}"
-        time.sleep(settle)
-        return [s for s in self.sink.spans if s.trace_id == trace_id]
+        return spans
 
 
 def one(spans: list[WireSpan], operation: str, service: str | None = None) -> WireSpan:
@@ -263,17 +271,18 @@ def test_hard_time_limit_kill_is_reported_by_the_parent(env: CeleryEnv) -> None:
         result = env.producer.send_task("itest.sleep", args=(30,), time_limit=1)
     with pytest.raises(Exception, match="TimeLimitExceeded|Time limit"):
         result.get(timeout=RESULT_TIMEOUT)
-    spans = env.trace(caller.context.trace_id, 3)
+    spans = env.trace(caller.context.trace_id, 4)
     send = one(spans, "send itest.sleep")
     kill = one(spans, "time limit itest.sleep", "worker")  # from the worker's main process
     assert kill.parent_id == send.span_id
     assert kill.is_error and kill.tags["error.kind"] == "TimeLimitExceeded"
     assert kill.tags["celery.time_limit_exceeded"] is True and kill.tags["celery.terminated"] is True
     assert kill.tags["messaging.message.id"] == result.id
-    # The child is sent SIGTERM first: when it manages to end its own span, that span says so.
-    for run in named(spans, "run itest.sleep"):
-        assert run.parent_id == send.span_id
-        assert run.is_error and run.tags["celery.state"] == "INTERRUPTED"
+    # The child is sent SIGTERM first: it ends its own span, which says so, and flushes as it exits.
+    run = one(spans, "run itest.sleep", "worker")
+    assert run.parent_id == send.span_id
+    assert run.is_error and run.tags["celery.state"] == "INTERRUPTED"
+    assert len(spans) == 4
 
 
 def test_revoke_with_terminate_is_reported_by_the_parent(env: CeleryEnv) -> None:
@@ -284,14 +293,15 @@ def test_revoke_with_terminate_is_reported_by_the_parent(env: CeleryEnv) -> None
         assert time.monotonic() < deadline, f"the task never started: {result.state}"
         time.sleep(0.05)
     result.revoke(terminate=True)
-    spans = env.trace(caller.context.trace_id, 3)
+    spans = env.trace(caller.context.trace_id, 4)
     send = one(spans, "send itest.sleep")
     terminate = one(spans, "terminate itest.sleep", "worker")
     assert terminate.parent_id == send.span_id
     assert terminate.tags["celery.state"] == "REVOKED" and terminate.tags["celery.terminated"] is True
     assert terminate.is_error
-    for run in named(spans, "run itest.sleep"):  # the child's own span, if it could end it
-        assert run.parent_id == send.span_id and run.tags["celery.state"] == "INTERRUPTED"
+    run = one(spans, "run itest.sleep", "worker")  # SIGTERM: the child ends its own span too
+    assert run.parent_id == send.span_id and run.tags["celery.state"] == "INTERRUPTED"
+    assert len(spans) == 4
 
 
 def test_expired_task_ends_with_a_revoked_span(env: CeleryEnv) -> None:

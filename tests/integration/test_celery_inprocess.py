@@ -17,7 +17,7 @@ from aiecs_tracing.integrations.celery import (
 )
 from tests.integration._celery_util import new_queue_name
 from tests.integration._web_util import free_port
-from tests.wire import make_manager
+from tests.wire import make_manager, settled
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -86,8 +86,7 @@ def test_eager_execution_is_a_child_of_the_caller_without_publish(sink, tracing)
 
     with tracing.span("caller") as caller:
         assert add.delay(1, 2).get() == 4
-    tracing.flush()
-    sink.wait_for(3)
+    assert len(settled(sink, tracing)) == 3
     run, step = sink.one("run mem.add"), sink.one("inner.step")
     assert run.parent_id == caller.context.span_id and step.parent_id == run.span_id
     assert run.tags["celery.eager"] is True and run.tags["celery.state"] == "SUCCESS"
@@ -125,9 +124,7 @@ def test_install_is_idempotent_and_uninstall_stops_everything(sink, tracing) -> 
     app.send_task("x.two")
     headers = published_headers(app)
     assert "traceparent" not in headers and "uber-trace-id" not in headers
-    tracing.flush()
-    sink.wait_for(2, timeout=1)
-    assert [s.operation for s in sink.spans] == ["send x.one"]
+    assert [s.operation for s in settled(sink, tracing)] == ["send x.one"]
 
 
 @pytest.mark.filterwarnings("ignore:task_always_eager has no effect")
@@ -143,9 +140,7 @@ def test_another_apps_tasks_are_ignored(sink, tracing) -> None:
         other.send_task("other.remote")
         assert add.delay(1, 1).get() == 2
     assert "traceparent" not in published_headers(other)
-    tracing.flush()
-    sink.wait_for(2, timeout=1)
-    assert [s.operation for s in sink.spans] == ["caller"]
+    assert [s.operation for s in settled(sink, tracing)] == ["caller"]
     uninstall_celery_tracing(mine)
 
 
@@ -176,9 +171,7 @@ def test_manager_resolved_lazily_and_disabled_costs_nothing(sink, tracing) -> No
     finally:
         set_tracing_manager(previous)
         uninstall_celery_tracing(app)
-    tracing.flush()
-    sink.wait_for(1)
-    assert [s.operation for s in sink.spans] == ["send x.traced"]
+    assert [s.operation for s in settled(sink, tracing)] == ["send x.traced"]
 
 
 def test_baggage_of_the_current_span_travels_with_the_task(sink, tracing) -> None:
@@ -202,6 +195,5 @@ def test_unsampled_publish_exports_nothing_and_says_so_downstream(sink) -> None:
     app.send_task("x.quiet")
     headers = published_headers(app)
     assert headers["traceparent"].endswith("-00") and headers["uber-trace-id"].endswith(":0")
-    tracing.flush()
-    assert sink.wait_for(1, timeout=0.5) == []
+    assert settled(sink, tracing) == []
     tracing.close_tracer()
