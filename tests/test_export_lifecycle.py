@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import logging
 import os
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,7 +14,7 @@ from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from aiecs_tracing import TracingManager, get_tracing_manager, set_tracing_manager
-from tests.wire import make_manager
+from tests.wire import make_manager, refused_tcp_port
 
 
 class OTLPReceiver:
@@ -87,12 +86,7 @@ def test_otlp_export_decoded_by_opentelemetry_proto():
     receiver.close()
 
 
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+_closed_port = refused_tcp_port  # the name tests/test_shutdown.py imports
 
 
 def test_down_backend_costs_nothing_but_counted_drops(caplog):

@@ -189,12 +189,41 @@ class JaegerUDPSink:
         self._thread.join(timeout=2)
 
 
+_held: list[socket.socket] = []  # reserved ports' sockets, open until the process exits
+
+
+def refused_tcp_port() -> int:
+    """A 127.0.0.1 TCP port that refuses connections, reserved for the rest of the test process.
+
+    Bound and never listening: connecting gets ECONNREFUSED, and no other process can take the
+    port meanwhile (a port bound, released and used later may be someone else's by then).
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    _held.append(sock)
+    return sock.getsockname()[1]
+
+
+def unreceived_udp_port() -> int:
+    """A 127.0.0.1 UDP port no one receives on, reserved for the rest of the test process.
+
+    Bound and connected to the discard port: the kernel delivers it nothing from anyone else
+    (they get ICMP port unreachable, as from a closed port), and no other process can take it.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.connect(("127.0.0.1", 9))
+    _held.append(sock)
+    return sock.getsockname()[1]
+
+
 def make_manager(sink: JaegerUDPSink, service: str = "test-service", **options: Any):
     """A manager exporting over real UDP to ``sink``, isolated from process defaults."""
     from aiecs_tracing import TracingManager
 
     options.setdefault("set_global_provider", False)
     options.setdefault("set_default_manager", False)
+    options.setdefault("set_global_opentracing", False)
     options.setdefault("schedule_delay_millis", 50)
     return TracingManager(service, jaeger_host="127.0.0.1", jaeger_port=sink.port, enable_tracing=True, **options)
 

@@ -73,11 +73,6 @@ class UvicornServer:
         self.stop()
 
 
-def free_port() -> int:
-    """A port nothing listens on (bound and released), e.g. for connection-refused tests."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_spans(tracing: Any, sink: Any, count: int, timeout: float = 10.0, where: Any = None) -> list:

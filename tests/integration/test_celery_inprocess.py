@@ -16,8 +16,7 @@ from aiecs_tracing.integrations.celery import (
     uninstall_celery_tracing,
 )
 from tests.integration._celery_util import new_queue_name
-from tests.integration._web_util import free_port
-from tests.wire import make_manager, settled
+from tests.wire import make_manager, refused_tcp_port, settled
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -145,7 +144,7 @@ def test_another_apps_tasks_are_ignored(sink, tracing) -> None:
 
 
 def test_failed_publish_ends_the_span_with_the_error_and_reraises(sink, tracing) -> None:
-    app = Celery("down", broker=f"redis://127.0.0.1:{free_port()}/0", set_as_current=False)
+    app = Celery("down", broker=f"redis://127.0.0.1:{refused_tcp_port()}/0", set_as_current=False)
     _created.append(app)
     app.conf.update(broker_connection_retry=False, task_publish_retry=False, broker_connection_timeout=1)
     install_celery_tracing(app, tracing)

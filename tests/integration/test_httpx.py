@@ -20,8 +20,8 @@ from aiecs_tracing.integrations.httpx import (
     instrument_httpx_client,
     uninstrument_httpx_client,
 )
-from tests.integration._web_util import UvicornServer, free_port, wait_spans
-from tests.wire import make_manager
+from tests.integration._web_util import UvicornServer, wait_spans
+from tests.wire import make_manager, refused_tcp_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
@@ -148,7 +148,7 @@ def test_4xx_and_5xx_mark_the_span_as_error(mode, server, tracing, sink):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_connection_refused_is_an_error_and_reraised(mode, tracing, sink):
-    url = f"http://127.0.0.1:{free_port()}/nothing"
+    url = f"http://127.0.0.1:{refused_tcp_port()}/nothing"
 
     def sync():
         with instrument_httpx_client(httpx.Client(), tracing) as client:
