@@ -85,6 +85,7 @@ class TracingConfig:
     db_system: str | None = None
     set_global_provider: bool = True
     set_default_manager: bool = True
+    set_global_opentracing: bool = True  # the first enabled manager becomes opentracing.tracer
     max_queue_size: int = 2048
     max_export_batch_size: int = 512
     schedule_delay_millis: int = 1000
@@ -394,7 +395,7 @@ def _resolve_into(
             raise ConfigError(f"propagators {unknown!r} not supported (use tracecontext, baggage, jaeger)")
         cfg.propagators = tuple(p for p in propagators if p != "none")
 
-    for name in ("capture_args", "set_global_provider", "set_default_manager"):
+    for name in ("capture_args", "set_global_provider", "set_default_manager", "set_global_opentracing"):
         if name in options:
             setattr(cfg, name, parse_bool(name, options.pop(name)))
     for name in (

@@ -102,6 +102,7 @@ class TracingManager:
         self._formats = cfg.propagators
         self._log_filter: logging.Filter | None = None
         self._light_source: LightSource | bool | None = None
+        self._opentracing_tracer: Any = None  # tracing.opentracing_tracer, made on first use
         if cfg.error:
             logger.warning("Failed to initialize Jaeger tracer: %s; tracing is disabled", cfg.error)
         elif cfg.enabled:
@@ -117,6 +118,8 @@ class TracingManager:
                         _default_manager = self
             if cfg.set_global_provider and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
                 trace.set_tracer_provider(self.provider)  # type: ignore[arg-type]
+            if cfg.set_global_opentracing:
+                _install_global_opentracing(self)
 
     # --- set-up -----------------------------------------------------------------------
     def _init_tracer(self) -> None:
@@ -159,6 +162,20 @@ class TracingManager:
     @property
     def enabled(self) -> bool:
         return self._active
+
+    @property
+    def opentracing_tracer(self) -> Any:
+        """An OpenTracing ``Tracer`` on this manager's spans (needs the ``opentracing`` package).
+
+        See :mod:`aiecs_tracing.compat.opentracing`; the first enabled manager also installs it
+        as ``opentracing.tracer`` unless one is set (``set_global_opentracing=False`` opts out).
+        """
+        tracer = self._opentracing_tracer
+        if tracer is None:
+            from ..compat.opentracing import OpenTracingTracer
+
+            tracer = self._opentracing_tracer = OpenTracingTracer(self)
+        return tracer
 
     @property
     def enable_tracing(self) -> bool:
@@ -263,6 +280,7 @@ class TracingManager:
         kind: SpanKind | str | None = None,
         start_time: float | None = None,
         child_of: Any = None,
+        links: Any = None,
     ) -> Span | None:
         """Start a span under ``parent_span`` (ours, extracted, OpenTelemetry), else the current one.
 
@@ -281,6 +299,7 @@ class TracingManager:
                 to_span_kind(kind),
                 parent_span if parent_span is not None else child_of,
                 int(start_time * 1e9) if start_time is not None else None,
+                links,
             )
         except Exception as exc:
             guard.report_error("start_span", exc)
@@ -547,6 +566,8 @@ class TracingManager:
             if _default_manager is self:
                 _default_manager = None
         self.uninstall_log_correlation()
+        if self._opentracing_tracer is not None:
+            _restore_global_opentracing(self)
 
     def get_tracer_info(self) -> dict[str, Any]:
         cfg = self.config
@@ -594,6 +615,29 @@ class TracingManager:
     def __repr__(self) -> str:
         state = "enabled" if self._active else "disabled"
         return f"<TracingManager {self.service_name!r} {state} exporter={self.endpoint}>"
+
+
+def _install_global_opentracing(manager: TracingManager) -> None:
+    """``opentracing.tracer`` as jaeger-client set it; nothing when opentracing is not installed."""
+    try:
+        import opentracing  # noqa: F401
+    except ImportError:
+        return
+    try:
+        from ..compat.opentracing import install_global
+
+        install_global(manager)
+    except Exception as exc:
+        guard.report_error("opentracing global tracer", exc)
+
+
+def _restore_global_opentracing(manager: TracingManager) -> None:
+    try:
+        from ..compat.opentracing import restore_global
+
+        restore_global(manager)
+    except Exception as exc:
+        guard.report_error("opentracing global tracer", exc)
 
 
 def _record_response_status(span: Span, result: Any) -> None:
