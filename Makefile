@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench serve clean services jaeger
+.PHONY: demo test stress lint bench serve clean services jaeger
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: $(STAMP) services jaeger
 	bash scripts/ensure_chromium.sh
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The timing-sensitive tests, RUNS times (default 20) with one CPU hog per core: "N/20 passed".
+RUNS ?= 20
+stress: $(STAMP) services
+	RUNS=$(RUNS) PYTHON=$(BIN)/python bash scripts/stress.sh $(STRESS_FILES)
 
 bench: $(STAMP)
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b; done
