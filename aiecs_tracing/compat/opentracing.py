@@ -76,6 +76,8 @@ class OpenTracingSpan(Span, opentracing.Span):
     def set_tag(self, key: str, value: Any) -> OpenTracingSpan:
         if key == "sampling.priority":
             _mark_priority(self, value)
+        elif type(value) is str and self._manager is not None and len(value) > self._manager.config.max_tag_value_length:
+            value = value[: self._manager.config.max_tag_value_length]  # jaeger-client's max_tag_value_length
         Span.set_tag(self, key, value)
         return self
 
@@ -101,6 +103,14 @@ class _NoopOpenTracingSpan(OpenTracingSpan):
 
     def finish(self, finish_time: float | None = None) -> None:
         self.finished = True
+
+
+def _truncated(tags: dict[str, Any], limit: int) -> dict[str, Any]:
+    """String tags cut at ``max_tag_value_length``, as jaeger-client did (the manager keeps them whole)."""
+    for value in tags.values():
+        if type(value) is str and len(value) > limit:
+            return {k: v[:limit] if type(v) is str else v for k, v in tags.items()}
+    return tags
 
 
 def _mark_priority(span: Span, value: Any) -> None:
@@ -280,6 +290,8 @@ class OpenTracingTracer(opentracing.Tracer):
             parent, links = _from_references(parent, references)
         if parent is None and ignore_active_span:
             parent = Context()  # a root, whatever is current
+        if tags:
+            tags = _truncated(tags, manager.config.max_tag_value_length)
         span = manager.start_span(name, parent, tags, start_time=start_time, links=links)
         if span is None:
             return _NoopOpenTracingSpan(trace.INVALID_SPAN, manager, name)
