@@ -115,7 +115,14 @@ class BoundedBatchProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Export everything queued now; wait at most the timeout (False when it ran out)."""
-        return self._flush_until(monotonic() + max(0.0, timeout_millis / 1000.0))
+        flushed = self._flush_until(monotonic() + max(0.0, timeout_millis / 1000.0))
+        confirm = getattr(self.exporter, "confirm", None)
+        if confirm is not None:  # settle whether what was just sent was refused (UDP)
+            try:
+                confirm()
+            except Exception as exc:
+                report_error("span processor", exc)
+        return flushed
 
     def _flush_until(self, deadline: float, request: _FlushRequest | None = None) -> bool:
         """Export what is queued, waiting until ``deadline`` (monotonic) at the latest.
@@ -405,11 +412,15 @@ class BoundedBatchProcessor(SpanProcessor):
         self._init_process_state()
 
     def stats(self) -> dict[str, Any]:
+        # Spans the exporter sent but later learnt were refused (UDP to a closed port) were
+        # counted as exported when sent; they are drops.
+        refused = getattr(self.exporter, "spans_refused", 0)
+        refused = refused if isinstance(refused, int) else 0
         return {
             "queued": len(self._queue),
             "in_flight": sum(self._in_flight.values()),
-            "exported": self.exported,
-            "dropped": self.dropped,
+            "exported": self.exported - refused,
+            "dropped": self.dropped + refused,
             "export_failures": self.export_failures,
         }
 

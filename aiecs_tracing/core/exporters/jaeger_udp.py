@@ -11,6 +11,7 @@ Nothing here ever raises into the caller: resolution/socket/send failures are re
 
 from __future__ import annotations
 
+import errno
 import itertools
 import operator
 import os
@@ -104,6 +105,13 @@ class JaegerUDPExporter(SpanExporter):
         self._shut_down = False
         self.packets_sent = 0
         self.spans_sent = 0
+        # Datagrams the agent's host refused (ICMP port unreachable: nothing listens there).
+        # UDP reports that only on the connected socket's next call, so spans handed to the
+        # socket stay "unconfirmed" until a later check shows no error; refused ones move to
+        # spans_refused, which the processor counts as dropped.
+        self.spans_refused = 0
+        self._unconfirmed = 0
+        self._connected_to: Any = None
         _live_exporters.add(self)
 
     @property
@@ -148,6 +156,7 @@ class JaegerUDPExporter(SpanExporter):
             return SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
+        self.confirm()
         self._shut_down = True
         with self._lock:
             sock, self._sock = self._sock, None
@@ -158,7 +167,8 @@ class JaegerUDPExporter(SpanExporter):
                 pass
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Nothing is buffered here: every export call has already hit the socket."""
+        """Nothing is buffered here; settle whether the last datagrams were refused."""
+        self.confirm()
         return True
 
     # --- packing -----------------------------------------------------------------------------------
@@ -238,15 +248,46 @@ class JaegerUDPExporter(SpanExporter):
     def _send(self, process: bytes, span_bytes: list[bytes], flags: int = 0) -> bool:
         payload = encode_emit_batch(process, span_bytes, next(self._seq_ids))
         try:
-            sock, address = self._socket_and_address(resolve=not flags & _DONTWAIT)
-            sock.sendto(payload, flags, address)
+            sock, _address = self._socket_and_address(resolve=not flags & _DONTWAIT)
+            self._check_refused(sock)
+            sock.send(payload, flags)
+        except ConnectionRefusedError as exc:  # an earlier datagram was refused: so is this one
+            self._write_off_unconfirmed(exc)
+            return False
         except Exception as exc:  # noqa: BLE001 - DNS, unreachable, EMSGSIZE, closed socket...
             report_error(_EXPORT_ERROR, exc)
             return False
         with self._lock:
             self.packets_sent += 1
             self.spans_sent += len(span_bytes)
+            self._unconfirmed += len(span_bytes)
         return True
+
+    def _check_refused(self, sock: socket.socket) -> None:
+        """Settle the datagrams sent since the last check: refused (raise) or delivered to a listener."""
+        error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error == errno.ECONNREFUSED:
+            raise ConnectionRefusedError(error, os.strerror(error))
+        with self._lock:
+            self._unconfirmed = 0
+
+    def _write_off_unconfirmed(self, exc: BaseException) -> None:
+        with self._lock:
+            refused, self._unconfirmed = self._unconfirmed, 0
+            self.spans_refused += refused
+        report_error(_EXPORT_ERROR, exc)
+
+    def confirm(self) -> int:
+        """Check for a refusal of what was sent last (flush and shutdown call it); returns spans refused so far."""
+        sock = self._sock
+        if sock is not None and self._unconfirmed and self._sock_pid == os.getpid():
+            try:
+                self._check_refused(sock)
+            except ConnectionRefusedError as exc:
+                self._write_off_unconfirmed(exc)
+            except OSError:
+                pass
+        return self.spans_refused
 
     def _socket_and_address(self, resolve: bool = True) -> tuple[socket.socket, Any]:
         """Lazily resolve the agent and (re)create the socket, also after ``os.fork()``.
@@ -267,6 +308,11 @@ class JaegerUDPExporter(SpanExporter):
                     sock.close()
                 sock = socket.socket(family, socket.SOCK_DGRAM)
                 self._sock, self._sock_pid, self._sock_family = sock, pid, family
+                self._connected_to, self._unconfirmed = None, 0
+            if self._connected_to != sockaddr:
+                # Connected, so that the kernel reports a refusal (ICMP port unreachable).
+                sock.connect(sockaddr)
+                self._connected_to = sockaddr
             return sock, sockaddr
 
     def _current_address(self) -> tuple[int, Any]:
