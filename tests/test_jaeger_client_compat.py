@@ -4,6 +4,7 @@ over real UDP to the sink; remote sampling polls the embedded collector."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -18,7 +19,6 @@ from jaeger_client.sampler import ConstSampler, ProbabilisticSampler
 from opentelemetry import trace as otel_trace
 from opentracing.propagation import Format
 
-from aiecs_tracing.collector.server import Collector
 from aiecs_tracing.compat import jaeger_client
 from aiecs_tracing.compat.jaeger_client import Config
 from aiecs_tracing.compat.opentracing import OpenTracingTracer
@@ -164,14 +164,17 @@ def test_seed_carrier_is_read_by_jaeger_client(sink, _process_state):
     span.set_baggage_item("tenant", "acme corp")
     carrier: dict[str, str] = {}
     seed.inject_span_context(span, carrier)
-    reporter = InMemoryReporter()
-    legacy = real_jaeger_client.Tracer("legacy", reporter=reporter, sampler=ConstSampler(True))
+    loop = asyncio.new_event_loop()  # jaeger-client's Tracer asks tornado for the current IOLoop
+    asyncio.set_event_loop(loop)
+    legacy = real_jaeger_client.Tracer("legacy", reporter=InMemoryReporter(), sampler=ConstSampler(True))
     try:
         ctx = legacy.extract(Format.TEXT_MAP, carrier)
         assert (ctx.trace_id, ctx.span_id) == (span.context.trace_id, span.context.span_id)
         assert ctx.baggage == {"tenant": "acme corp"}  # TEXT_MAP baggage unquoted, as jaeger-client writes it
     finally:
         legacy.close()
+        asyncio.set_event_loop(None)
+        loop.close()
         span.finish()
 
 
@@ -208,6 +211,8 @@ def test_a_real_services_config_works_unchanged(sink, _process_state):
 
 
 def test_no_sampler_type_is_remote_sampling_from_the_agent(sink, _process_state):
+    from aiecs_tracing.collector.server import Collector
+
     with Collector(otlp_port=None, udp_port=None, ui_port=None, sampling_port=0, db_path=":memory:") as collector:
         config = {"local_agent": {"reporting_host": "127.0.0.1", "reporting_port": sink.port,
                                   "sampling_host": "127.0.0.1", "sampling_port": collector.sampling_port},

@@ -290,9 +290,16 @@ class OpenTracingTracer(opentracing.Tracer):
             parent, links = _from_references(parent, references)
         if parent is None and ignore_active_span:
             parent = Context()  # a root, whatever is current
+        cfg = manager.config
         if tags:
-            tags = _truncated(tags, manager.config.max_tag_value_length)
-        span = manager.start_span(name, parent, tags, start_time=start_time, links=links)
+            tags = _truncated(tags, cfg.max_tag_value_length)
+        if start_time is None and links is None:
+            # the integrations' light span (same spans, a fraction of the SDK span's cost)
+            attributes = sanitize_tags(tags, cfg.max_tag_value_length, cfg.secret_keys) if tags else {}
+            kind = attributes.pop("span.kind", None) if attributes else None
+            span = manager.start_light_span(name, attributes, to_span_kind(kind), parent)
+        else:
+            span = manager.start_span(name, parent, tags, start_time=start_time, links=links)
         if span is None:
             return _NoopOpenTracingSpan(trace.INVALID_SPAN, manager, name)
         ot_span = OpenTracingSpan(span._otel, manager, name, span.baggage, span.debug)
