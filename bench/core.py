@@ -172,6 +172,20 @@ def main() -> None:
     def ours_start_finish_remote():
         tracing_remote.finish_span(tracing_remote.start_span("op"))
 
+    # OpenTracing callers: start_active_span + finish on scope exit, on our tracer, on
+    # jaeger-client's own (null reporter, thread-local scopes) and on OpenTelemetry's shim
+    # (over the raw provider above: same null exporter behind a batch processor).
+    from opentelemetry.shim.opentracing_shim import create_tracer as create_shim
+
+    ot_ours, ot_shim = tracing.opentracing_tracer, create_shim(provider)
+
+    def opentracing_active(tracer):
+        def run():
+            with tracer.start_active_span("op", tags={"component": "bench"}):
+                pass
+
+        return run
+
     rows: dict[str, list[float]] = {}
     cases: list[tuple[str, Callable[[], float]]] = [
         ("raw OTel start_span+end", lambda: per_call_us(raw_start_end, n)),
@@ -201,6 +215,9 @@ def main() -> None:
         ("const sampler decision, child", lambda: per_call_us(decide(const_sampler, child_ctx), n)),
         ("remote sampler decision, child", lambda: per_call_us(decide(remote_probabilistic, child_ctx), n)),
         ("remote sampling: start_span+finish_span", lambda: per_call_us(ours_start_finish_remote, n)),
+        ("OpenTracing start_active_span+finish, ours", lambda: per_call_us(opentracing_active(ot_ours), n)),
+        ("OpenTracing ... on the OpenTelemetry shim", lambda: per_call_us(opentracing_active(ot_shim), n)),
+        ("OpenTracing ... on jaeger-client", lambda: per_call_us(opentracing_active(legacy), n)),
     ]
     for round_index in range(args.rounds):
         order = cases if round_index % 2 == 0 else list(reversed(cases))
@@ -273,6 +290,10 @@ def main() -> None:
         "remote sampler decision, child": ("const sampler decision, child", med["const sampler decision, child"]),
         "remote sampling: start_span+finish_span": ("ours start_span+finish_span",
                                                         med["ours start_span+finish_span"]),
+        "OpenTracing start_active_span+finish, ours": ("OpenTracing ... on the OpenTelemetry shim",
+                                                       med["OpenTracing ... on the OpenTelemetry shim"]),
+        "OpenTracing ... on jaeger-client": ("OpenTracing start_active_span+finish, ours",
+                                             med["OpenTracing start_active_span+finish, ours"]),
     }
     for name, _ in cases:
         value = med[name]
@@ -287,6 +308,9 @@ def main() -> None:
     print(f"remote sampling adds at most {remote_added:+.3f} us per decision over const (target <= +1 us)")
     worst = max(med[k] / baselines[k][1] for k in baselines if k.startswith("ours"))
     print(f"worst manager/raw OTel ratio: {worst:.2f}x (target <= 1.3x)")
+    ot = med["OpenTracing start_active_span+finish, ours"]
+    print(f"OpenTracing span: ours / OpenTelemetry shim {ot / med['OpenTracing ... on the OpenTelemetry shim']:.2f}x "
+          f"(target <= 1.0x), ours / jaeger-client {ot / med['OpenTracing ... on jaeger-client']:.2f}x")
     print()
     for name, value in emed.items():
         print(f"{name:48} {value:8.2f}")
