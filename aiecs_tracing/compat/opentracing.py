@@ -17,26 +17,23 @@ the context debug (downstream jaeger-client services then force-sample) and ``0`
 un-sample a recording span. Trace ids are 128-bit. ``follows_from`` references become the
 parent when there is no ``child_of`` (as jaeger-client did) and OpenTelemetry links (exported
 as Jaeger ``FOLLOWS_FROM`` references) otherwise.
+
+The tracer, its carriers and the global tracer are here; spans and scopes in ``ot_spans.py``.
 """
 
 from __future__ import annotations
 
 import copy
-import logging
 import struct
-import traceback
-import types
 from collections.abc import Mapping
 from concurrent.futures import Future
 from typing import Any
 
 import opentracing
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import Link
-from opentelemetry.trace.propagation import _SPAN_KEY
 from opentracing import (
     Format,
     InvalidCarrierException,
@@ -47,11 +44,16 @@ from opentracing import (
 
 from ..core import guard
 from ..core.attributes import sanitize_tags
-from ..core.manager import _WRAPPER_KEY, TracingManager, _context_var, get_tracing_manager
+from ..core.manager import TracingManager
 from ..core.propagation import TRACEPARENT, UBER_TRACE_ID, UBERCTX_PREFIX
 from ..core.span import Span, SpanContext, to_span_kind
-
-logger = logging.getLogger("aiecs_tracing.opentracing")
+from .ot_spans import (
+    ContextVarsScopeManager,
+    OpenTracingSpan,
+    _mark_priority,
+    _NoopOpenTracingSpan,
+    _truncated,
+)
 
 __all__ = ["OpenTracingTracer", "OpenTracingSpan", "ContextVarsScopeManager", "install_global", "restore_global"]
 
@@ -60,174 +62,6 @@ _TEXT_FORMATS = (Format.TEXT_MAP, Format.HTTP_HEADERS)
 _BINARY = struct.Struct(">QQQQBI")
 _LEN = struct.Struct(">I")
 _U64 = 0xFFFF_FFFF_FFFF_FFFF
-
-
-class OpenTracingSpan(Span, opentracing.Span):
-    """The manager's span facade as an OpenTracing span (``span.tracer`` is the OpenTracing tracer).
-
-    No ``__slots__``: OpenTracing code (its harness included) may set attributes on a span.
-    """
-
-    @property
-    def tracer(self) -> Any:
-        manager = self._manager
-        return manager.opentracing_tracer if manager is not None else opentracing.global_tracer()
-
-    def set_tag(self, key: str, value: Any) -> OpenTracingSpan:
-        if key == "sampling.priority":
-            _mark_priority(self, value)
-        elif type(value) is str and self._manager is not None and len(value) > self._manager.config.max_tag_value_length:
-            value = value[: self._manager.config.max_tag_value_length]  # jaeger-client's max_tag_value_length
-        Span.set_tag(self, key, value)
-        return self
-
-    def log_kv(self, key_values: dict[str, Any], timestamp: float | None = None) -> OpenTracingSpan:
-        """As jaeger-client: ``error.object`` is the exception's text, ``error.kind`` a name, ``stack`` text."""
-        try:
-            if isinstance(key_values, Mapping) and (
-                "error.object" in key_values or "stack" in key_values or "error.kind" in key_values
-            ):
-                key_values = _error_fields(key_values)
-        except Exception as exc:
-            guard.report_error("span.log_kv", exc)
-        Span.log_kv(self, key_values, timestamp)
-        return self
-
-    # OpenTracing's signatures (ours take a dict): ``log_event(event, payload)``, ``log(**kwargs)``.
-    log_event = opentracing.Span.log_event
-    log = opentracing.Span.log
-
-
-class _NoopOpenTracingSpan(OpenTracingSpan):
-    """What a disabled (or closed) manager's OpenTracing tracer returns: valid, records nothing."""
-
-    def finish(self, finish_time: float | None = None) -> None:
-        self.finished = True
-
-
-def _truncated(tags: dict[str, Any], limit: int) -> dict[str, Any]:
-    """String tags cut at ``max_tag_value_length``, as jaeger-client did (the manager keeps them whole)."""
-    for value in tags.values():
-        if type(value) is str and len(value) > limit:
-            return {k: v[:limit] if type(v) is str else v for k, v in tags.items()}
-    return tags
-
-
-def _mark_priority(span: Span, value: Any) -> None:
-    try:
-        if float(value) > 0:
-            span.debug = True
-    except (TypeError, ValueError):
-        pass
-
-
-def _error_fields(key_values: Mapping[str, Any]) -> dict[str, Any]:
-    fields = dict(key_values)
-    error = fields.get("error.object")
-    if isinstance(error, BaseException):
-        try:
-            fields["error.object"] = str(error)
-        except Exception:
-            fields["error.object"] = f"<unprintable {type(error).__name__}>"
-    kind = fields.get("error.kind")
-    if isinstance(kind, type):
-        fields["error.kind"] = kind.__name__
-    stack = fields.get("stack")
-    if isinstance(stack, types.TracebackType):
-        fields["stack"] = "".join(traceback.format_tb(stack))
-    return fields
-
-
-class _Scope(opentracing.Scope):
-    """One activation; closing it restores what was current before (only the active one closes)."""
-
-    def __init__(self, manager: ContextVarsScopeManager, span: Any, finish_on_close: bool) -> None:
-        self._manager = manager
-        self._span = span
-        self._finish_on_close = finish_on_close
-        self._token: Any = None
-        self._previous: Context | None = None
-        self._otel: Any = None  # the OpenTelemetry span current while this scope is the active one
-
-    def close(self) -> None:
-        token = self._token
-        if token is None:  # a view of a span made current elsewhere, or closed already
-            return
-        if otel_context.get_current().get(self._manager._key) is not self:
-            logger.debug("Scope.close(): not the active scope, ignored (close scopes in reverse order)")
-            return
-        self._token = None
-        try:
-            if _context_var is not None:
-                _context_var.reset(token)
-            else:
-                otel_context.detach(token)
-        except Exception:  # closed in another context (asyncio task, thread): restore the previous one
-            otel_context.attach(self._previous)  # type: ignore[arg-type]
-        self._previous = None
-        if self._finish_on_close:
-            self._span.finish()
-
-    def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
-        span = self._span
-        if exc_val is not None and span is not None and self._token is not None:
-            if isinstance(span, Span):
-                span.record_exception(exc_val)
-            else:
-                opentracing.Span._on_error(span, exc_type, exc_val, exc_tb)
-        self.close()
-
-
-class ContextVarsScopeManager(opentracing.ScopeManager):
-    """Scopes in OpenTelemetry's context (a ContextVar): per thread and per asyncio task.
-
-    Activating one of our spans makes it the current OpenTelemetry span; any other span
-    (a jaeger-client span, a mock) only becomes ``active``.
-    """
-
-    def __init__(self, manager: TracingManager | None = None) -> None:
-        self._tracing = manager
-        # Each scope manager its own key (as each ThreadLocalScopeManager had its own storage);
-        # the current OpenTelemetry span is shared by all.
-        self._key = otel_context.create_key("aiecs-tracing-opentracing-scope")
-
-    def activate(self, span: Any, finish_on_close: bool) -> _Scope:
-        scope = _Scope(self, span, finish_on_close)
-        current = otel_context.get_current()
-        new = Context(current)
-        if isinstance(span, Span):
-            otel = span._otel
-            dict.__setitem__(new, _SPAN_KEY, otel)
-            dict.__setitem__(new, _WRAPPER_KEY, span)
-        else:
-            otel = current.get(_SPAN_KEY)
-        dict.__setitem__(new, self._key, scope)
-        scope._otel = otel
-        scope._previous = current
-        scope._token = _context_var.set(new) if _context_var is not None else otel_context.attach(new)
-        return scope
-
-    @property
-    def active(self) -> _Scope | None:
-        ctx = otel_context.get_current()
-        scope = ctx.get(self._key)
-        otel = ctx.get(_SPAN_KEY)
-        if scope is not None and scope._otel is otel:
-            return scope
-        if otel is None or not otel.get_span_context().is_valid:
-            return None
-        # A span made current by OpenTelemetry code or the integrations: seen, not owned.
-        wrapper = ctx.get(_WRAPPER_KEY)
-        manager = self._tracing if self._tracing is not None else get_tracing_manager()
-        if wrapper is not None and wrapper._otel is otel:
-            if isinstance(wrapper, OpenTracingSpan):
-                span = wrapper
-            else:
-                span = OpenTracingSpan(otel, wrapper._manager or manager, wrapper.operation_name,
-                                       wrapper.baggage, wrapper.debug)
-        else:
-            span = OpenTracingSpan(otel, manager, getattr(otel, "name", ""))
-        return _Scope(self, span, False)
 
 
 class OpenTracingTracer(opentracing.Tracer):
@@ -267,7 +101,7 @@ class OpenTracingTracer(opentracing.Tracer):
         start_time: float | None = None,
         ignore_active_span: bool = False,
         finish_on_close: bool = True,
-    ) -> _Scope:
+    ) -> opentracing.Scope:
         span = self.start_span(operation_name, child_of, references, tags, start_time, ignore_active_span)
         return self._scope_manager.activate(span, finish_on_close)
 
