@@ -158,15 +158,26 @@ def test_forked_child_spans_arrive(sink):
     t.close_tracer()
 
 
-def test_first_enabled_manager_becomes_default_and_global():
+def test_first_enabled_manager_becomes_default_and_global(global_provider):
     previous = get_tracing_manager()
     set_tracing_manager(None)
     try:
         disabled = TracingManager("off", enable_tracing=False)
-        first = TracingManager("first", exporter="memory", set_global_provider=False)
-        second = TracingManager("second", exporter="memory", set_global_provider=False)
+        assert disabled.provider is None
+        assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)  # nothing to install
+        opted_out_of_global = TracingManager("local", exporter="memory", set_default_manager=False,
+                                             set_global_provider=False)
+        assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+        first = TracingManager("first", exporter="memory")
+        second = TracingManager("second", exporter="memory")
         assert get_tracing_manager() is first
-        assert disabled is not None and second is not None
+        assert trace.get_tracer_provider() is first.provider  # the first enabled one, not replaced
+        with trace.get_tracer("some.library").start_as_current_span("via-the-global-api"):
+            pass
+        first.flush()
+        assert [s.name for s in first.exporter.get_finished_spans()] == ["via-the-global-api"]
+        assert not second.exporter.get_finished_spans()
+        opted_out_of_global.close_tracer()
         opted_out = TracingManager("x", exporter="memory", set_default_manager=False, set_global_provider=False)
         first.close_tracer()
         assert get_tracing_manager() is None
@@ -195,17 +206,22 @@ def test_foreign_opentelemetry_spans_join_our_trace():
 def test_log_correlation(caplog):
     t = TracingManager("logs", exporter="memory", set_global_provider=False, set_default_manager=False)
     log = logging.getLogger("tests.correlated")
+    filters = list(log.filters)
     t.install_log_correlation(log)
-    t.install_log_correlation(log)  # idempotent
-    with caplog.at_level(logging.INFO, logger="tests.correlated"):
-        with t.span("logged") as span:
-            log.info("inside")
-        log.info("outside")
-    inside, outside = caplog.records[-2:]
-    assert inside.trace_id == f"{span.context.trace_id:032x}" and inside.span_id == f"{span.context.span_id:016x}"
-    assert outside.trace_id == ""
-    assert len(log.filters) == 1
-    t.close_tracer()
+    try:
+        t.install_log_correlation(log)  # idempotent
+        with caplog.at_level(logging.INFO, logger="tests.correlated"):
+            with t.span("logged") as span:
+                log.info("inside")
+            log.info("outside")
+        inside, outside = caplog.records[-2:]
+        assert inside.trace_id == f"{span.context.trace_id:032x}" and inside.span_id == f"{span.context.span_id:016x}"
+        assert outside.trace_id == ""
+        assert len(log.filters) == len(filters) + 1
+    finally:
+        t.uninstall_log_correlation(log)
+        t.close_tracer()
+    assert log.filters == filters  # a global logger: the next test (or a second run) starts clean
 
 
 class _StuckExporter:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from aiecs_tracing import TracingManager
-from tests.wire import JaegerUDPSink
+from tests.wire import JaegerUDPSink, unreceived_udp_port
 
 
 @pytest.fixture
@@ -238,7 +238,7 @@ def test_4_5_cross_service_propagation(seed_env):
     assert downstream_seen["uber-trace-id"].startswith(f"{processed.trace_id:x}:{processed.span_id:x}:")
 
 
-def test_7_1_code_configuration_and_env(seed_env):
+def test_7_1_code_configuration_and_env(seed_env, global_provider):
     tracing = TracingManager(
         service_name="task_executor",
         jaeger_host="127.0.0.1",
@@ -259,7 +259,7 @@ def test_7_1_code_configuration_and_env(seed_env):
         tracing.close_tracer()
 
 
-def test_8_1_troubleshooting_helpers(seed_env):
+def test_8_1_troubleshooting_helpers(seed_env, global_provider):
     def check_jaeger_connection(host: str, port: int) -> bool:
         try:
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -290,12 +290,17 @@ def test_8_1_troubleshooting_helpers(seed_env):
         return True
 
     assert check_jaeger_connection("127.0.0.1", seed_env.port)
+    assert not check_jaeger_connection("agent.invalid", seed_env.port)  # the name does not resolve
+    # The seed's check only resolves the address: UDP "connects" to a port no agent listens on too.
+    assert check_jaeger_connection("127.0.0.1", unreceived_udp_port())
     tracing = init_tracer_with_retry()
-    assert tracing is not None and validate_tracing_status(tracing)
-    assert not validate_tracing_status(TracingManager(enable_tracing=False))
-    broken = TracingManager(jaeger_port="abc")
-    assert not validate_tracing_status(broken) and broken.tracer is None
-    tracing.close_tracer()
+    try:
+        assert tracing is not None and validate_tracing_status(tracing)
+        assert not validate_tracing_status(TracingManager(enable_tracing=False))
+        broken = TracingManager(jaeger_port="abc")
+        assert not validate_tracing_status(broken) and broken.tracer is None
+    finally:
+        tracing.close_tracer()
     assert not validate_tracing_status(tracing)
 
 
