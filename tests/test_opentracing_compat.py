@@ -342,8 +342,7 @@ def test_first_enabled_manager_installs_the_global_tracer_and_close_restores_it(
     assert type(opentracing.global_tracer()) is opentracing.Tracer
     assert not opentracing.is_global_tracer_registered()
 
-    foreign = opentracing.Tracer.__new__(type("Foreign", (opentracing.Tracer,), {}))
-    foreign.__init__()
+    foreign = type("ForeignTracer", (opentracing.Tracer,), {})()
     opentracing.set_global_tracer(foreign)
     third = make_manager(sink, "third", set_global_opentracing=True)
     try:
