@@ -445,5 +445,16 @@ def test_activate_accepts_an_opentelemetry_span(tracing):
     otel_span.end()
     spans = {s.name: s for s in finished(tracing)}
     assert spans["child"].parent.span_id == spans["foreign"].context.span_id
-    tracing.flush("not a number")  # bad input: no exception
-    tracing.start_span("s").set_tags([("not", "a dict")])
+
+    from aiecs_tracing.core import guard
+
+    guard._reset_for_tests()
+    assert tracing.flush("not a number") is False  # bad input: no exception, and no false success
+    assert guard.error_counts()["flush"] == 1
+    span = tracing.start_span("s")
+    assert span.set_tags([("not", "a dict")]) is span  # still chainable
+    assert guard.error_counts()["span.set_tags"] == 1
+    span.finish()
+    assert tracing.flush(5)
+    bad = {s.name: s for s in finished(tracing)}["s"]
+    assert not any(key.startswith("not") for key in bad.attributes)

@@ -152,7 +152,8 @@ def build_app(tracing, events: dict, **options) -> FastAPI:
         await task
         await websocket.close()
 
-    app.add_middleware(TracingMiddleware, tracing=tracing, **options)
+    # middleware_tracing=None: the middleware looks for the process default manager
+    app.add_middleware(TracingMiddleware, tracing=options.pop("middleware_tracing", tracing), **options)
     return app
 
 
@@ -390,14 +391,23 @@ def test_instrument_fastapi_is_idempotent_and_reexported(sink):
     tracing.close_tracer()
 
 
-def test_disabled_or_missing_manager_is_transparent(sink):
-    from aiecs_tracing import TracingManager
+@pytest.mark.parametrize("manager", ["disabled", "missing"])
+def test_disabled_or_missing_manager_is_transparent(sink, manager):
+    from aiecs_tracing import TracingManager, set_tracing_manager
 
     off = TracingManager("off", enable_tracing=False, set_default_manager=False, set_global_provider=False)
-    app = build_app(off, {})
+    # traceresponse on: a manager that traced would answer with the header
+    if manager == "disabled":
+        app = build_app(off, {}, traceresponse=True)
+    else:
+        set_tracing_manager(None)  # and no manager passed: nothing to trace with (restored by conftest)
+        app = build_app(off, {}, middleware_tracing=None, traceresponse=True)
     with UvicornServer(app) as server:
         assert httpx.get(f"{server.url}/tasks/4").json() == {"id": 4}
-        assert "traceresponse" not in httpx.get(f"{server.url}/tasks/4").headers
+        response = httpx.get(f"{server.url}/tasks/4", headers={"traceparent": f"00-{TRACE_ID:032x}-{PARENT_ID:016x}-01"})
+        assert response.json() == {"id": 4} and "traceresponse" not in response.headers
+        assert httpx.get(f"{server.url}/boom").status_code == 500
+    assert off.get_tracer_info()["spans_started"] == 0 and settled(sink) == []
 
 
 # --- WebSocket -----------------------------------------------------------------------------

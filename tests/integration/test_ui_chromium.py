@@ -386,7 +386,8 @@ def seeded(collector):
             headers={"Content-Type": "application/json"},
         )
     assert resp.status_code == 200, resp.text
-    collector.wait_for_spans(len(EXPECTED_OPS), timeout=10)
+    stored = collector.wait_for_spans(len(EXPECTED_OPS), timeout=10)
+    assert stored >= len(EXPECTED_OPS), f"the collector stored {stored} of {len(EXPECTED_OPS)} spans"
     return collector
 
 

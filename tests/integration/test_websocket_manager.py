@@ -20,7 +20,7 @@ from aiecs_tracing.integrations.websocket import (
     untrace_websocket_connection,
 )
 from tests.integration._ws_util import StandInWebSocketManager, run
-from tests.wire import make_manager
+from tests.wire import make_manager, settled
 
 pytestmark = pytest.mark.slow
 
@@ -438,11 +438,17 @@ def test_internal_tracing_failure_never_reaches_the_manager(sink, monkeypatch) -
     tracing = make_manager(sink, "ws-manager")
     bare = run(manager_scenario(_off(), instrument=False))
 
-    def broken(*args: Any, **kwargs: Any) -> Any:
+    calls: list[str] = []
+
+    def broken(name: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(name)
         raise RuntimeError("tracing bug")
 
     monkeypatch.setattr(tracing, "_start", broken)
     assert run(manager_scenario(tracing, instrument=True)) == bare
+    # the instrumentation did try to trace (and failed) at every kind of point, yet changed nothing
+    assert "websocket connection" in calls and len(calls) >= 3, calls
+    assert settled(sink, tracing) == []
 
 
 def test_default_manager_is_resolved_per_connection(sink) -> None:
