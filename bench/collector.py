@@ -6,9 +6,16 @@ directory, free ports), then from this process:
 1. ingest: several keep-alive connections post pre-encoded 512-span OTLP protobuf
    batches (unique trace and span ids, realistic attributes and events); the clock
    stops when ``/api/stats`` says every span is *stored*, not merely received;
-2. query: one 1,000-span trace is fetched repeatedly through ``/api/traces/{id}``.
+2. query: one 1,000-span trace is fetched repeatedly through ``/api/traces/{id}``;
+3. overload, side by side on one server: one *paced* client (posts a batch, waits until
+   ``/api/stats`` says it is stored, posts the next) against 2 and 4 *unpaced* clients
+   (post the next batch as soon as an answer arrives; a 503 is retried at once, the
+   worst client there is), each for ``--overload-seconds``. Each rate is the spans
+   answered 200 / the time until they are all stored. While the 4 unpaced clients run,
+   a 20-span trace is fetched over and over (latency p50/p99/max).
 
-Usage: ``python bench/collector.py [--batches N] [--connections N]``
+Usage: ``python bench/collector.py [--batches N] [--connections N] [--overload-batches N]``
+(``AIECS_BENCH_ROOT`` runs another checkout's collector, e.g. a ``git archive`` of HEAD).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from pathlib import Path
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(os.environ.get("AIECS_BENCH_ROOT") or Path(__file__).resolve().parents[1])
 BATCH_SPANS = 512
 TARGET_SPANS_PER_SECOND = 50_000
 TARGET_QUERY_MS = 50.0
@@ -98,11 +105,11 @@ def encode_batch(rng: random.Random, spans: int, spans_per_trace: int, service: 
 class ServeProcess:
     """``python -m aiecs_tracing serve`` on free ports; ports parsed from its banner."""
 
-    def __init__(self, db_path: str) -> None:
+    def __init__(self, db_path: str, extra: tuple[str, ...] = ()) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         command = [sys.executable, "-m", "aiecs_tracing", "serve", "--otlp-port", "0", "--udp-port", "0"]
-        command += ["--ui-port", "0", "--db", db_path]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+        command += ["--ui-port", "0", "--sampling-port", "0", "--db", db_path, *extra]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
         banner = ""
         assert self.process.stdout is not None
         while "Press Ctrl-C" not in banner:
@@ -220,6 +227,138 @@ def run(batches: int, connections: int, query_repeats: int) -> list[tuple[str, s
     return rows
 
 
+def post_until_accepted(connection: http.client.HTTPConnection, port: int, body: bytes, refused: list[int]) -> None:
+    """POST one batch until it is answered 200; a 503 is retried at once (no back-off)."""
+    headers = {"Content-Type": "application/x-protobuf"}
+    while True:
+        try:
+            connection.request("POST", "/v1/traces", body, headers)
+            response = connection.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException):
+            connection.close()  # the server may close after a 503 it answered without reading
+            connection.__init__("127.0.0.1", port, timeout=120)  # type: ignore[misc]
+            refused.append(0)
+            continue
+        if response.status == 200:
+            return
+        refused.append(response.status)
+        if response.getheader("Connection", "").lower() == "close":
+            connection.close()
+
+
+def paced_client(port: int, ui_port: int, bodies: list[bytes], until: float, counts: list[int], refused: list[int]) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    base = get_json(ui_port, "/api/stats")["stored"]
+    index = 0
+    while time.perf_counter() < until:
+        post_until_accepted(connection, port, bodies[index % len(bodies)], refused)
+        index += 1
+        counts.append(BATCH_SPANS)
+        wait_stored(ui_port, base + index * BATCH_SPANS)
+    connection.close()
+
+
+def unpaced_client(port: int, bodies: list[bytes], until: float, counts: list[int], refused: list[int]) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    index = 0
+    while time.perf_counter() < until:
+        post_until_accepted(connection, port, bodies[index % len(bodies)], refused)
+        index += 1
+        counts.append(BATCH_SPANS)
+    connection.close()
+
+
+def query_probe(port: int, trace_hex: str, stop: threading.Event, timings: list[float]) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    while not stop.is_set():
+        begin = time.perf_counter()
+        connection.request("GET", f"/api/traces/{trace_hex}")
+        response = connection.getresponse()
+        response.read()
+        timings.append((time.perf_counter() - begin) * 1000)
+        assert response.status == 200, response.status
+        time.sleep(0.01)
+    connection.close()
+
+
+def run_overload(batches: int, seconds: float) -> list[tuple[str, str, str, str]]:
+    """One paced client, then 2 and then 4 unpaced ones, each for ``seconds``, on one server.
+
+    A phase's rate is the spans answered 200 during it / the time until all of them are
+    stored (so spans acknowledged but still queued count only once they are written).
+    The ``batches`` distinct bodies are posted round and round (the store keeps duplicates).
+    """
+    rng = random.Random(11)
+    print(f"encoding {batches} overload batches...", file=sys.stderr)
+    bodies = [encode_batch(rng, BATCH_SPANS, 64, SERVICES[i % 4]) for i in range(batches)]
+    small_trace = encode_batch(rng, 20, 20, "small-trace")
+    small_hex = ExportTraceServiceRequest.FromString(small_trace).resource_spans[0].scope_spans[0].spans[0].trace_id.hex()
+    phases = [("paced x1", 1), ("unpaced x2", 2), ("unpaced x4", 4)]
+    rates: dict[str, float] = {}
+    refusals: dict[str, int] = {}
+    probe: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="aiecs-bench-") as directory:
+        server = ServeProcess(os.path.join(directory, "traces.sqlite3"))
+        try:
+            errors: list[str] = []
+            post_batches(server.otlp_port, [small_trace], errors)
+            stored = wait_stored(server.ui_port, 20)
+            for name, clients in phases:
+                refused: list[int] = []
+                counts: list[int] = []
+                started = time.perf_counter()
+                until = started + seconds
+                if clients == 1:
+                    args = (server.otlp_port, server.ui_port, bodies, until, counts, refused)
+                    threads = [threading.Thread(target=paced_client, args=args)]
+                else:
+                    threads = [
+                        threading.Thread(target=unpaced_client, args=(server.otlp_port, bodies[i::clients], until, counts, refused))
+                        for i in range(clients)
+                    ]
+                stop = threading.Event()
+                prober = threading.Thread(target=query_probe, args=(server.ui_port, small_hex, stop, probe))
+                for thread in threads:
+                    thread.start()
+                if clients == 4:
+                    prober.start()
+                for thread in threads:
+                    thread.join()
+                stored = wait_stored(server.ui_port, stored + sum(counts), timeout=600)
+                elapsed = time.perf_counter() - started
+                stop.set()
+                if clients == 4:
+                    prober.join()
+                rates[name] = sum(counts) / elapsed
+                refusals[name] = len(refused)
+                print(f"{name}: {sum(counts)} spans in {elapsed:.1f}s, {len(refused)} refusals", file=sys.stderr)
+        finally:
+            server.stop()
+    probe.sort()
+    paced = rates["paced x1"]
+    rows = [
+        (
+            f"overload: {name}, stored (spans/s)",
+            f"{rate:,.0f} ({rate / paced:.2f}x paced; {refusals[name]} refusals)",
+            ">= 0.8x" if name != "paced x1" else "",
+            "" if name == "paced x1" else _verdict(rate >= 0.8 * paced),
+        )
+        for name, rate in rates.items()
+    ]
+    if probe:
+        p99 = probe[min(len(probe) - 1, int(len(probe) * 0.99))]
+        rows.append(
+            (
+                "20-span trace under 4 unpaced, p50/p99/max (ms)",
+                f"{statistics.median(probe):.0f} / {p99:.0f} / {probe[-1]:.0f}",
+                "p99 < 500",
+                _verdict(p99 < 500),
+            )
+        )
+    return rows
+
+
 def _verdict(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
@@ -236,8 +375,14 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--query-repeats", type=int, default=30)
+    parser.add_argument("--overload-batches", type=int, default=40, help="distinct overload bodies (0: no overload)")
+    parser.add_argument("--overload-seconds", type=float, default=15.0, help="length of each overload phase")
+    parser.add_argument("--overload-only", action="store_true")
     options = parser.parse_args()
-    print_table(run(options.batches, options.connections, options.query_repeats))
+    rows = [] if options.overload_only else run(options.batches, options.connections, options.query_repeats)
+    if options.overload_batches:
+        rows += run_overload(options.overload_batches, options.overload_seconds)
+    print_table(rows)
 
 
 if __name__ == "__main__":

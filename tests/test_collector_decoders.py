@@ -429,7 +429,7 @@ def test_one_unstorable_span_does_not_cost_its_batch(tmp_path):
     try:
         good = [SpanRecord("ab" * 16, f"{i:016x}", "", "op", Process("svc"), 10, 5) for i in range(1, 4)]
         rows = [pack_record(record) for record in good]
-        poison = rows[1]._replace(start_us=2**70)  # no SQLite integer holds this
+        poison = rows[1]._replace(duration_us=2**70)  # no SQLite integer holds this
         assert store.submit_packed([rows[0], poison, rows[2]])
         assert store.flush(10)
         assert store.counters()["write_errors"] == 1

@@ -42,6 +42,7 @@ from .model import (
     clamp_us,
     float_tag,
 )
+from .otlp_depth import WireError, truncate_deep_values
 from .packing import (
     KIND_BY_NUMBER,
     SAMPLED_FLAG,
@@ -96,7 +97,7 @@ def pack_protobuf(body: bytes) -> tuple[list[PackedSpan], int, str]:
     try:
         request = ExportTraceServiceRequest.FromString(body)
     except (DecodeError, ValueError, TypeError) as exc:
-        raise OtlpDecodeError(f"invalid protobuf ExportTraceServiceRequest: {exc}") from exc
+        request = _parse_truncating_deep_values(body, exc)
     rows: list[PackedSpan] = []
     append = rows.append
     rejected = 0
@@ -139,6 +140,17 @@ def pack_protobuf(body: bytes) -> tuple[list[PackedSpan], int, str]:
                     )
                 )
     return rows, rejected, reason
+
+
+def _parse_truncating_deep_values(body: bytes, error: Exception) -> Any:
+    """Parse again with over-deep attribute values truncated (see :mod:`.otlp_depth`), or refuse."""
+    try:
+        shallow, replaced = truncate_deep_values(body)
+        if replaced:
+            return ExportTraceServiceRequest.FromString(shallow)
+    except (WireError, DecodeError, ValueError, TypeError):
+        pass
+    raise OtlpDecodeError(f"invalid protobuf ExportTraceServiceRequest: {error}") from error
 
 
 _COLUMN_FIELDS = ("trace_id", "span_id", "parent_span_id", "name", "start_time_unix_nano", "end_time_unix_nano")

@@ -22,7 +22,11 @@ import threading
 from collections import defaultdict
 from typing import Any
 
-from .api import CollectorHTTPServer, OtlpHandler, QueryHandler, enlarge_socket_buffers
+from .api import OtlpHandler, QueryHandler, admit_otlp, admit_query, release_otlp
+from .connections import BoundedHTTPServer
+from .exposure import ExposureError, is_loopback_address
+from .http_base import admit_exposed
+from .otlp_http import BytesInFlight
 from .sampling import DEFAULT_ADAPTIVE_WINDOW, SamplingHandler, SamplingStrategies
 from .store import MEMORY, SpanStore
 from .thrift_compact import ThriftDecodeError, decode_emit_batch
@@ -34,8 +38,22 @@ DEFAULT_OTLP_PORT = 4318
 DEFAULT_UDP_PORT = 6831
 DEFAULT_UI_PORT = 16686
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
+DEFAULT_MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
+DEFAULT_COMMIT_TIMEOUT = 10.0
+DEFAULT_MAX_CONNECTIONS = 512
 UDP_RECEIVER = "jaeger_udp"
 MAX_DATAGRAM = 65_535
+RECEIVER_NAMES = {"otlp": "OTLP/HTTP receiver", "query": "query API and UI", "sampling": "sampling endpoint"}
+
+
+class BindError(OSError):
+    """A port that could not be bound, naming the receiver (``--otlp-port``...) and the address."""
+
+    def __init__(self, receiver: str, host: str, port: int, cause: OSError) -> None:
+        super().__init__(cause.errno, f"cannot bind the {receiver} to {host}:{port}: {cause.strerror or cause}")
+        self.receiver = receiver
+        self.port = port
+        self.cause = cause
 
 
 class ReceiverStats:
@@ -95,7 +113,26 @@ class Collector:
         sampling_strategies: str | os.PathLike[str] | None = None,
         sampling_adaptive: float | None = None,
         sampling_adaptive_window: float = DEFAULT_ADAPTIVE_WINDOW,
+        max_db_bytes: int | None = None,
+        auth_token: str | None = None,
+        insecure_no_auth: bool = False,
+        max_bytes_in_flight: int = DEFAULT_MAX_BYTES_IN_FLIGHT,
+        commit_timeout: float = DEFAULT_COMMIT_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
+        # Exposure rules (see exposure.py): off loopback, a token or an explicit opt-out.
+        self.loopback_only = is_loopback_address(host)
+        self.auth_token = auth_token or None
+        if not self.loopback_only and not self.auth_token and not insecure_no_auth:
+            raise ExposureError(
+                f"binding to {host or 'all interfaces'} exposes traces to the network: "
+                "give an auth token (--auth-token or AIECS_TRACING_TOKEN) or --insecure-no-auth"
+            )
+        self.insecure_no_auth = insecure_no_auth and not self.auth_token and not self.loopback_only
+        self.max_db_bytes = max_db_bytes
+        self.in_flight = BytesInFlight(max_bytes_in_flight)
+        self.commit_timeout = commit_timeout
+        self.max_connections = max_connections
         self.host = host
         self.otlp_port = otlp_port
         self.udp_port = udp_port
@@ -112,7 +149,7 @@ class Collector:
         )
         self.stats = ReceiverStats()
         self.store: SpanStore | Any = None
-        self._http_servers: list[CollectorHTTPServer] = []
+        self._http_servers: list[BoundedHTTPServer] = []
         self._udp_socket: socket.socket | None = None
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
@@ -124,20 +161,28 @@ class Collector:
         """Bind every port, start the background threads, return self."""
         if self._started:
             return self
-        self.store = SpanStore(self.db_path, max_spans=self.max_spans, max_age_seconds=self.max_age_seconds).start()
+        self.store = SpanStore(
+            self.db_path,
+            max_spans=self.max_spans,
+            max_age_seconds=self.max_age_seconds,
+            max_db_bytes=self.max_db_bytes,
+        ).start()
         self.sampling.store = self.store
         try:
             if self.otlp_port is not None:
-                server = self._bind_http(self.otlp_port, OtlpHandler, "otlp")
+                server = self._bind_http(self.otlp_port, OtlpHandler, "otlp", admit_otlp, release_otlp, workers=8)
                 self.otlp_port = server.server_address[1]
             if self.ui_port is not None:
-                server = self._bind_http(self.ui_port, QueryHandler, "query")
+                server = self._bind_http(self.ui_port, QueryHandler, "query", admit_query)
                 self.ui_port = server.server_address[1]
             if self.sampling_port is not None:
-                server = self._bind_http(self.sampling_port, SamplingHandler, "sampling")
+                server = self._bind_http(self.sampling_port, SamplingHandler, "sampling", admit_exposed, workers=2)
                 self.sampling_port = server.server_address[1]
             if self.udp_port is not None:
-                self._udp_socket = self._bind_udp(self.udp_port)
+                try:
+                    self._udp_socket = self._bind_udp(self.udp_port)
+                except OSError as exc:
+                    raise BindError("Jaeger UDP receiver", self.host, self.udp_port, exc) from exc
                 self.udp_port = self._udp_socket.getsockname()[1]
                 self._spawn(self._udp_loop, "aiecs-collector-udp")
         except BaseException:
@@ -179,9 +224,26 @@ class Collector:
         thread.start()
         self._threads.append(thread)
 
-    def _bind_http(self, port: int, handler: type, name: str) -> CollectorHTTPServer:
-        server = CollectorHTTPServer((self.host, port), handler, self)
-        enlarge_socket_buffers(server)
+    def _bind_http(
+        self, port: int, handler: type, name: str, admit: Any, release: Any = None, workers: int = 4
+    ) -> BoundedHTTPServer:
+        try:
+            server = BoundedHTTPServer(
+                (self.host, port),
+                handler,
+                self,
+                name=name,
+                workers=workers,
+                max_connections=self.max_connections,
+                admit=admit,
+                release=release,
+                max_body_bytes=self.max_body_bytes,
+            )
+        except (OSError, OverflowError) as exc:
+            cause = exc if isinstance(exc, OSError) else OSError(None, str(exc))
+            raise BindError(RECEIVER_NAMES[name], self.host, port, cause) from exc
+        if name == "otlp":
+            server.on_refused = lambda _response: self.stats.reject_payload("otlp_http")
         self._http_servers.append(server)
         self._spawn(lambda: server.serve_forever(poll_interval=0.1), f"aiecs-collector-{name}")
         return server
@@ -250,6 +312,11 @@ class Collector:
         return f"http://{self._url_host}:{self.otlp_port}/v1/traces"
 
     @property
+    def bound_host(self) -> str:
+        """The address the ports are bound to, as given (``0.0.0.0`` means every interface)."""
+        return f"[{self.host}]" if ":" in self.host else (self.host or "0.0.0.0")
+
+    @property
     def _url_host(self) -> str:
         host = self.host
         if host in ("", "0.0.0.0"):
@@ -281,6 +348,15 @@ class Collector:
             "bytes": self.store.size_bytes(),
             "max_spans": self.max_spans,
             "max_age_seconds": self.max_age_seconds,
+            "max_db_bytes": self.max_db_bytes,
+            "disk_full": counters["disk_full"],
+            "clamped_future": counters["clamped_future"],
+        }
+        snapshot["http"] = {
+            "bytes_in_flight": self.in_flight.used,
+            "max_bytes_in_flight": self.in_flight.limit,
+            "connections": {server.name: server.connection_count() for server in self._http_servers},
+            "max_connections": self.max_connections,
         }
         snapshot["ports"] = {"otlp_http": self.otlp_port, "jaeger_udp": self.udp_port, "query": self.ui_port}
         if self.sampling_port is not None:

@@ -4,8 +4,13 @@ Why this shape:
 
 * Receivers must never wait on a slow query, so ingest only packs spans into rows
   (:mod:`.packing`) and puts them on a queue; a single writer thread drains it in large
-  ``executemany`` transactions (SQLite works with the GIL released, so writing overlaps
-  the decoding of the next request on the other core).
+  ``executemany`` transactions, one commit for every request waiting (group commit; the
+  write side is :mod:`.writer`). SQLite works with the GIL released, so writing overlaps
+  the decoding of the next request on the other core.
+* Durability: WAL with ``synchronous=NORMAL`` for a file. A committed transaction
+  survives the collector being killed (kill -9); after a power cut or OS crash the last
+  transactions before it may be lost (SQLite's documented trade-off for WAL + NORMAL).
+  ``:memory:`` uses ``synchronous=OFF``: nothing of it outlives the process anyway.
 * Queries use a small pool of separate connections; with WAL they read a consistent
   snapshot while the writer keeps writing.
 * Each span is one row: indexed columns for what queries filter on (trace id, service,
@@ -27,7 +32,6 @@ import shutil
 import sqlite3
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,15 +39,15 @@ from pathlib import Path
 from typing import Any
 
 from .model import Process, SpanRecord, Tag, tag_value_text
-from .packing import PackedSpan, ProcessKey, pack_record, process_key, tags_from_json, unpack
+from .packing import tags_from_json, unpack
+from .store_open import StoreOpenError, check_path, connect, explain, initialise
+from .writer import StoreWriter
 
 logger = logging.getLogger("aiecs_tracing.collector")
 
 MEMORY = ":memory:"
 DEFAULT_MAX_PENDING_SPANS = 200_000  # ~100 MiB of queued rows; beyond it OTLP gets 503 (retryable)
 DEFAULT_QUERY_LIMIT = 100
-WRITE_BATCH_ROWS = 20_000
-RETENTION_CHECK_SECONDS = 5.0
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -72,7 +76,6 @@ CREATE INDEX IF NOT EXISTS spans_by_operation_time ON spans (operation_id, start
 # ("service_id IN (1, 2, ...)"), which the (service_id, start_us) index serves, and one
 # index less is ~15% more spans/s on ingest.
 
-INSERT_SPAN = "INSERT INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 SPAN_COLUMNS = "trace_id, span_id, parent_id, operation_id, process_id, start_us, duration_us, payload"
 
 
@@ -102,8 +105,8 @@ class _ProcessEntry:
     shared_span_tags: list[Tag]
 
 
-class SpanStore:
-    """Durable span storage with a queued single writer and pooled readers."""
+class SpanStore(StoreWriter):
+    """Durable span storage with a queued single writer (:class:`.writer.StoreWriter`) and pooled readers."""
 
     def __init__(
         self,
@@ -112,6 +115,8 @@ class SpanStore:
         max_spans: int | None = None,
         max_age_seconds: float | None = None,
         max_pending_spans: int = DEFAULT_MAX_PENDING_SPANS,
+        max_db_bytes: int | None = None,
+        create_parent: bool = False,
     ) -> None:
         self._temp_dir: str | None = None
         if os.fspath(db_path) == MEMORY:
@@ -119,44 +124,40 @@ class SpanStore:
             self.path = os.path.join(self._temp_dir, "traces.sqlite3")
         else:
             self.path = os.fspath(db_path)
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            if create_parent or Path(self.path) == default_db_path():  # ours to create; an explicit --db is not
+                try:
+                    Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise StoreOpenError(self.path, f"cannot create its directory ({exc.strerror or exc})") from None
+            check_path(self.path)
         self.display_path = MEMORY if self._temp_dir else self.path
         self.max_spans = max_spans
         self.max_age_seconds = max_age_seconds
+        self.max_db_bytes = max_db_bytes
         self.max_pending_spans = max_pending_spans
+        self._init_writer()
 
-        self._queue: queue.SimpleQueue[list[PackedSpan] | None] = queue.SimpleQueue()
-        self._counter_lock = threading.Lock()
-        self._stored_changed = threading.Condition(self._counter_lock)
-        self._pending = 0
-        self._stored = 0
-        self._dropped = 0
-        self._write_errors = 0
-        self._row_count = 0
-
-        # Writer-side interning caches (only the writer thread mutates them).
-        self._service_ids: dict[str, int] = {}
-        self._operation_ids: dict[tuple[int, str, str], int] = {}
-        self._process_ids: dict[tuple[int, str, str], int] = {}
         # Reader-side caches: ids never change meaning, so entries never go stale.
         self._operation_names: dict[int, tuple[str, str]] = {}
         self._process_entries: dict[int, _ProcessEntry] = {}
 
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
-        self._writer_db = self._connect(writer=True)
-        version = self._writer_db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            self._writer_db.close()
-            raise RuntimeError(
-                f"{self.path} was written by a newer aiecs-tracing (schema {version} > {SCHEMA_VERSION}); "
-                "upgrade, or use another --db"
-            )
-        self._writer_db.executescript(SCHEMA)
-        self._writer_db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        self._load_interned()
-        self._row_count = self._writer_db.execute("SELECT count(*) FROM spans").fetchone()[0]
-        self._thread: threading.Thread | None = None
         self._closed = False
+        self._thread: threading.Thread | None = None
+        try:
+            self._writer_db = self._connect(writer=True)
+        except sqlite3.Error as exc:
+            self._drop_temp()
+            raise explain(self.display_path, exc) from None
+        try:
+            self._row_count = initialise(self._writer_db, SCHEMA, SCHEMA_VERSION, self.display_path)
+            self._load_interned()
+        except (sqlite3.Error, StoreOpenError) as exc:
+            self._writer_db.close()
+            self._drop_temp()
+            if isinstance(exc, StoreOpenError):
+                raise
+            raise explain(self.display_path, exc) from None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -183,18 +184,14 @@ class SpanStore:
                 self._readers.get_nowait().close()
             except queue.Empty:
                 break
+        self._drop_temp()
+
+    def _drop_temp(self) -> None:
         if self._temp_dir:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
 
     def _connect(self, writer: bool = False) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=OFF" if self._temp_dir else "PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA cache_size=-65536")  # 64 MiB
-        db.execute("PRAGMA temp_store=MEMORY")
-        if not writer:
-            db.execute("PRAGMA query_only=1")
-        return db
+        return connect(self.path, writer=writer, durable=not self._temp_dir)
 
     @contextmanager
     def _reader(self) -> Iterator[sqlite3.Connection]:
@@ -211,218 +208,6 @@ class SpanStore:
                 db.close()
             else:
                 self._readers.put(db)
-
-    # ------------------------------------------------------------------ ingest
-
-    def submit(self, records: list[SpanRecord]) -> bool:
-        """Pack and queue SpanRecords; False (nothing queued) when the backlog is full."""
-        keys: dict[int, ProcessKey] = {}
-        rows = []
-        for record in records:
-            key = keys.get(id(record.process))
-            if key is None:
-                key = keys[id(record.process)] = process_key(record.process)
-            rows.append(pack_record(record, key))
-        return self.submit_packed(rows)
-
-    def submit_packed(self, rows: list[PackedSpan]) -> bool:
-        """Queue packed spans; False (nothing queued) when the backlog is full or closed."""
-        if self._closed:
-            return False
-        if not rows:
-            return True
-        count = len(rows)
-        with self._counter_lock:
-            if self._pending + count > self.max_pending_spans:
-                self._dropped += count
-                return False
-            self._pending += count
-        self._queue.put(rows)
-        return True
-
-    def _writer_loop(self) -> None:
-        stop = False
-        next_retention = time.monotonic()
-        while not stop:
-            try:
-                first = self._queue.get(timeout=0.5)
-            except queue.Empty:
-                first = []
-            if first is None:
-                stop = True
-                first = []
-            rows: list[PackedSpan] = list(first)
-            while len(rows) < WRITE_BATCH_ROWS:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                rows.extend(more)
-            if rows:
-                self._write(rows)
-            # Age retention is one indexed range delete, so it runs after every write;
-            # count retention runs as soon as the limit is passed.
-            due = rows and self.max_age_seconds is not None
-            if due or self._over_span_limit() or time.monotonic() >= next_retention:
-                self._apply_retention()
-                next_retention = time.monotonic() + RETENTION_CHECK_SECONDS
-
-    def _write(self, rows: list[PackedSpan]) -> None:
-        try:
-            self._insert(rows)
-            written = len(rows)
-        except (sqlite3.Error, ValueError, OverflowError, TypeError) as exc:
-            # One unstorable span must not cost the other spans of the batch: retry one by one.
-            logger.warning("collector: writing %d spans failed (%s); retrying one by one", len(rows), exc)
-            written = 0
-            for row in rows:
-                try:
-                    self._insert([row])
-                    written += 1
-                except (sqlite3.Error, ValueError, OverflowError, TypeError):
-                    pass
-        with self._stored_changed:
-            self._pending -= len(rows)
-            self._stored += written
-            self._row_count += written
-            self._write_errors += len(rows) - written
-            self._stored_changed.notify_all()
-
-    def _insert(self, rows: list[PackedSpan]) -> None:
-        """One transaction; on failure it is rolled back and the interning caches reloaded."""
-        db = self._writer_db
-        db.execute("BEGIN")
-        try:
-            service_id = self._service_id
-            operation_id = self._operation_id
-            process_id = self._process_id
-            resolved = []
-            append = resolved.append
-            for row in rows:
-                sid = service_id(db, row.service)
-                append(
-                    (
-                        row.trace_id,
-                        row.span_id,
-                        row.parent_id,
-                        sid,
-                        operation_id(db, sid, row.operation, row.kind),
-                        process_id(db, sid, row.process),
-                        row.start_us,
-                        row.duration_us,
-                        row.payload,
-                    )
-                )
-            db.executemany(INSERT_SPAN, resolved)
-            db.execute("COMMIT")
-        except BaseException:
-            try:
-                db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            self._load_interned()  # ids interned in the rolled-back transaction are gone
-            raise
-
-    def _service_id(self, db: sqlite3.Connection, name: str) -> int:
-        found = self._service_ids.get(name)
-        if found is None:
-            found = db.execute("INSERT INTO services (name) VALUES (?)", (name,)).lastrowid
-            self._service_ids[name] = found
-        return found
-
-    def _operation_id(self, db: sqlite3.Connection, service_id: int, name: str, kind: str) -> int:
-        key = (service_id, name, kind)
-        found = self._operation_ids.get(key)
-        if found is None:
-            found = db.execute("INSERT INTO operations (service_id, name, kind) VALUES (?, ?, ?)", key).lastrowid
-            self._operation_ids[key] = found
-        return found
-
-    def _process_id(self, db: sqlite3.Connection, service_id: int, key: ProcessKey) -> int:
-        interned = (service_id, key[1], key[2])
-        found = self._process_ids.get(interned)
-        if found is None:
-            found = db.execute(
-                "INSERT INTO processes (service_id, tags, span_tags) VALUES (?, ?, ?)", interned
-            ).lastrowid
-            self._process_ids[interned] = found
-        return found
-
-    def _load_interned(self) -> None:
-        db = self._writer_db
-        self._service_ids = {name: sid for sid, name in db.execute("SELECT id, name FROM services")}
-        self._operation_ids = {
-            (sid, name, kind): oid for oid, sid, name, kind in db.execute("SELECT id, service_id, name, kind FROM operations")
-        }
-        self._process_ids = {
-            (sid, tags, span_tags): pid
-            for pid, sid, tags, span_tags in db.execute("SELECT id, service_id, tags, span_tags FROM processes")
-        }
-
-    # ------------------------------------------------------------------ retention
-
-    def _over_span_limit(self) -> bool:
-        return self.max_spans is not None and self._row_count > self.max_spans
-
-    def _apply_retention(self) -> None:
-        """Drop spans older than max_age, then the oldest written beyond max_spans."""
-        db = self._writer_db
-        deleted = 0
-        try:
-            if self.max_age_seconds is not None and self._service_ids:
-                cutoff = int((time.time() - self.max_age_seconds) * 1_000_000)
-                services = _in_list(self._service_ids.values())
-                deleted += db.execute(f"DELETE FROM spans WHERE service_id IN ({services}) AND start_us < ?", (cutoff,)).rowcount
-            if self.max_spans is not None:
-                excess = self._row_count - deleted - self.max_spans
-                if excess > 0:
-                    deleted += db.execute(
-                        "DELETE FROM spans WHERE rowid IN (SELECT rowid FROM spans ORDER BY rowid LIMIT ?)",
-                        (excess,),
-                    ).rowcount
-        except sqlite3.Error as exc:
-            logger.warning("collector: retention failed: %s", exc)
-        if deleted:
-            with self._counter_lock:
-                self._row_count -= deleted
-
-    # ------------------------------------------------------------------ waiting / stats
-
-    def wait_for_stored(self, count: int, timeout: float) -> int:
-        """Block until ``count`` spans were stored since start (or timeout); return the number."""
-        deadline = time.monotonic() + timeout
-        with self._stored_changed:
-            while self._stored < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._stored_changed.wait(remaining)
-            return self._stored
-
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Block until everything queued so far is written; True if it was."""
-        deadline = time.monotonic() + timeout
-        with self._stored_changed:
-            while self._pending > 0:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._stored_changed.wait(remaining)
-        return True
-
-    def counters(self) -> dict[str, int]:
-        """Spans stored since start, still queued, dropped (backlog full), failed, and now kept."""
-        with self._counter_lock:
-            return {
-                "stored": self._stored,
-                "queued": self._pending,
-                "dropped": self._dropped,
-                "write_errors": self._write_errors,
-                "spans": self._row_count,
-            }
 
     def size_bytes(self) -> int:
         total = 0

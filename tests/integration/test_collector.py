@@ -38,6 +38,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from aiecs_tracing.collector import api
 from aiecs_tracing.collector.server import Collector
 from aiecs_tracing.collector.store import default_db_path
+from aiecs_tracing.collector.store_open import StoreOpenError
 from tests.wire import encode_with_jaeger_client
 
 pytestmark = pytest.mark.slow
@@ -522,7 +523,7 @@ def test_malformed_and_oversized_bodies_are_refused_and_server_keeps_serving():
         # A client that announces 1 GiB gets 413 at once: the body is never waited for or read.
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             sock.sendall(
-                b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                b"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-protobuf\r\n"
                 b"Content-Length: 1073741824\r\n\r\n"
             )
             head = sock.recv(4096)
@@ -532,7 +533,7 @@ def test_malformed_and_oversized_bodies_are_refused_and_server_keeps_serving():
         for framing in (b"Content-Length: -1\r\n\r\n", b"Transfer-Encoding: chunked\r\n\r\n-1\r\n"):
             with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
                 sock.sendall(
-                    b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n" + framing
+                    b"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-protobuf\r\n" + framing
                 )
                 sock.sendall(b"x" * (16 * 1024))  # a body that is never read
                 head = sock.recv(4096)
@@ -570,6 +571,10 @@ def test_stats_report_counts_and_store_size(collector):
 
 def test_file_database_survives_a_restart(tmp_path):
     db = tmp_path / "nested" / "traces.sqlite3"
+    with pytest.raises(StoreOpenError, match="does not exist"):  # an explicit path's directory is not created
+        Collector(otlp_port=0, udp_port=0, ui_port=0, db_path=db).start()
+    assert not db.parent.exists()
+    db.parent.mkdir()
     with Collector(otlp_port=0, udp_port=0, ui_port=0, db_path=db) as first:
         ids = emit_shop_trace(first)
     assert db.exists()
