@@ -102,6 +102,15 @@ class StandInWebSocketManager:
             self.server.close()
             await self.server.wait_closed()
 
+    async def clients_gone(self, timeout: float = 5.0) -> None:
+        """Wait until every client's handler has seen its close (none left), at most ``timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.anonymous or self.connections:
+            if loop.time() > deadline:
+                raise TimeoutError(f"connections still open after {timeout}s: {self.anonymous} {self.connections}")
+            await asyncio.sleep(0.01)
+
     def start_heartbeat(self, interval: float = 30.0) -> None:
         async def loop() -> None:
             while True:

@@ -99,7 +99,7 @@ async def manager_scenario(tracing: TracingManager, instrument: bool) -> dict[st
     finally:
         for ws in (a1, a2, b):
             await ws.close()
-        await asyncio.sleep(0.05)
+        await mgr.clients_gone()
         await mgr.stop_server()
     # what reached the manager, with the random callback id masked
     out["manager saw"] = [
@@ -267,7 +267,7 @@ def test_instrument_twice_no_duplicate_spans(sink) -> None:
         async with websockets.connect(f"ws://127.0.0.1:{port}") as ws:
             await ws.send(json.dumps({"action": "ping"}))
             await ws.recv()
-        await asyncio.sleep(0.05)
+        await mgr.clients_gone()
         await mgr.stop_server()
 
     run(go())
@@ -332,7 +332,7 @@ def test_legacy_websockets_api_handler_with_path(sink) -> None:
         async with websockets.connect(f"ws://127.0.0.1:{port}/legacy", additional_headers=headers) as ws:
             await ws.send(json.dumps({"action": "ping", "echo": "L"}))
             reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
-        await asyncio.sleep(0.05)
+        await mgr.clients_gone()
         await mgr.stop_server()
         return reply
 
@@ -465,7 +465,7 @@ def test_default_manager_is_resolved_per_connection(sink) -> None:
         async with websockets.connect(f"ws://127.0.0.1:{port}") as ws:
             await ws.send(json.dumps({"action": "ping"}))
             await ws.recv()
-        await asyncio.sleep(0.05)
+        await mgr.clients_gone()
         await mgr.stop_server()
 
     try:
