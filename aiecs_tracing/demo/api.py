@@ -26,7 +26,6 @@ from .common import (
     celery_config,
     configure_logging,
     make_tracing,
-    new_fastapi,
     run_service,
 )
 from .db import TaskStore
@@ -62,6 +61,7 @@ class Progress(BaseModel):
 def create_app(settings: DemoSettings | None = None) -> Any:
     import socketio
     from celery import Celery
+    from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
     from aiecs_tracing.integrations.asgi import TracingMiddleware
@@ -89,7 +89,7 @@ def create_app(settings: DemoSettings | None = None) -> Any:
         yield
         tracing.close_tracer()
 
-    api = new_fastapi(title="aiecs-api", lifespan=lifespan)
+    api = FastAPI(title="aiecs-api", lifespan=lifespan)
     # A SERVER span per request (health checks excluded); the W3C ``traceresponse`` header
     # tells the caller which trace its request started.
     api.add_middleware(TracingMiddleware, tracing=tracing, excluded_urls=["^/healthz$"], traceresponse=True)

@@ -159,22 +159,6 @@ def run_service(create_app: Any, description: str | None, default_port: int, arg
     serve_asgi(create_app(), args.fd, args.host, args.port)
 
 
-def new_fastapi(**kwargs: Any) -> Any:
-    """``FastAPI(**kwargs)`` with FastAPI's own OpenTelemetry spans off, where it has them.
-
-    FastAPI 0.16x traces requests by itself as soon as a global tracer provider is set
-    (which a TracingManager does): each request would get a second SERVER span beside the
-    middleware's, plus dependency/endpoint/serialization spans.
-    """
-    import inspect
-
-    from fastapi import FastAPI
-
-    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
-        kwargs.setdefault("telemetry", {"tracing": False, "metrics": False, "logs": False})
-    return FastAPI(**kwargs)
-
-
 def configure_logging(tracing: TracingManager) -> None:
     """Plain timestamped logs with trace ids: they go to the demo's log files."""
     tracing.install_log_correlation()  # %(trace_id)s on every record

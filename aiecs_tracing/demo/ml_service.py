@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .common import configure_logging, make_tracing, new_fastapi, run_service
+from .common import configure_logging, make_tracing, run_service
 
 MODEL = "aiecs-small-2"
 
@@ -37,6 +37,7 @@ class InferenceRequest(BaseModel):
 
 
 def create_app() -> Any:
+    from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
     from aiecs_tracing.integrations.asgi import TracingMiddleware
@@ -49,7 +50,7 @@ def create_app() -> Any:
         yield
         tracing.close_tracer()
 
-    app = new_fastapi(title="ml-service", lifespan=lifespan)
+    app = FastAPI(title="ml-service", lifespan=lifespan)
     app.add_middleware(
         TracingMiddleware, tracing=tracing, excluded_urls=["^/healthz$"]
     )  # joins the caller's trace

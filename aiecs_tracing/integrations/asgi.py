@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -107,6 +108,29 @@ def _is_mount(route: Any) -> bool:
         except Exception:  # starlette not installed: nothing can be a Mount
             _mount_class = type("_NoMount", (), {})
     return isinstance(route, _mount_class)
+
+
+def _app_building_its_stack() -> Any:
+    """The Starlette/FastAPI app whose ``build_middleware_stack`` is constructing this middleware.
+
+    ``app.add_middleware(TracingMiddleware, ...)`` gives the middleware no reference to the
+    app, and FastAPI (>= 0.130) decides whether to trace a request natively before it builds
+    the stack for the first request, but reads that decision after: looking up one caller's
+    frame is the only moment to switch its native tracing off in time, so that even the first
+    request after startup (without a lifespan) is one trace with one server span. Anything
+    unexpected returns None and the middleware falls back to deciding on the first request.
+    """
+    try:
+        frame = sys._getframe(2)  # this helper <- __init__ <- the caller that built us
+        for _ in range(3):  # tolerate a wrapper or two (Middleware.__iter__, a factory)
+            if frame is None:
+                return None
+            if frame.f_code.co_name == "build_middleware_stack":
+                return frame.f_locals.get("self")
+            frame = frame.f_back
+    except Exception:  # noqa: BLE001 - never let the lookup break the app's start
+        return None
+    return None
 
 
 def disable_fastapi_native_tracing(app: Any) -> bool:
@@ -193,6 +217,9 @@ class TracingMiddleware:
         self.light_spans = True
         self._routes: dict[int, tuple[Any, str, str, str]] = {}
         self._origins: dict[tuple[str, bytes], tuple[dict[str, Any], str]] = {}
+        building = _app_building_its_stack()
+        if building is not None:  # decide about FastAPI's own spans now, before its first request
+            self._adopt_app(building)
 
     def _excluded(self, scope: Scope) -> bool:
         return self.excluded is not None and self.excluded.search(scope.get("path", "")) is not None
