@@ -164,6 +164,7 @@ class Backend:
 
     viewer_url: str | None = None  # base of the links printed (default: query_url)
     api_links: bool = False  # link the query API's JSON (a Jaeger built without its UI)
+    serve_hint: str = "aiecs-tracing serve"  # the command that shows these traces again
     name: str = "collector"
 
     def trace_url(self, trace_id: str) -> str:
@@ -256,6 +257,43 @@ def find_or_start_backend(args: argparse.Namespace) -> Backend:
         collector,
         "started" + note,
     )
+
+
+def serve_command(args: argparse.Namespace) -> str:
+    """The `aiecs-tracing serve` that shows this run's traces again: the options it was given."""
+    import shlex
+
+    words = ["aiecs-tracing", "serve"]
+    if args.db:
+        words += ["--db", args.db]
+    if args.host != DEFAULT_HOST:
+        words += ["--host", args.host]
+    if args.ui_port not in (DEFAULT_UI_PORT, 0):
+        words += ["--ui-port", str(args.ui_port)]
+    return shlex.join(words)
+
+
+def broker_unreachable(url: str, timeout: float = 3.0) -> str | None:
+    """One line saying why a network broker cannot be reached, or None (reachable, or files).
+
+    Celery would otherwise retry for about 40 s before the worker gives up, in silence.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    defaults = {"redis": 6379, "rediss": 6379, "amqp": 5672, "amqps": 5671, "pyamqp": 5672}
+    if parts.scheme not in defaults:
+        return None
+    try:
+        host, port = parts.hostname or "localhost", parts.port or defaults[parts.scheme]
+    except ValueError as exc:  # a port that is not a number
+        return f"cannot use the broker URL {_redact_url(url)}: {exc}"
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        return f"cannot reach the broker {_redact_url(url)} ({host}:{port}: {reason}); start it, or omit --broker"
 
 
 # --- the demo services ----------------------------------------------------------------
@@ -742,6 +780,7 @@ def main(argv: list[str] | None = None) -> int:
             say(style(f"Could not start {what}: {exc}", "red"))
             return 1
         backend.viewer_url = args.viewer_url
+        backend.serve_hint = serve_command(args)
         q = backend.query_url
         say(f"  {backend.name:<13} {backend.description}")
         say(f"  {'':<13} {'query API' if backend.api_links else 'UI and query API'} {style(backend.viewer_url or q, 'blue')}")
@@ -759,6 +798,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 return 1
         else:
+            unreachable = broker_unreachable(args.broker)
+            if unreachable:
+                say(style(unreachable, "red"))
+                return 1
             workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="aiecs-demo-"))
             workdir.mkdir(parents=True, exist_ok=True)
             services = Services(args, backend, workdir, uuid.uuid4().hex)
@@ -892,7 +935,7 @@ def _shutdown(
                 say("Stopped Jaeger (its traces were in memory).")
             elif db is not None and str(db) != ":memory:":
                 say(f"Stopped the collector. The traces are kept in {db}:")
-                say(f"browse them with `aiecs-tracing serve` at {backend.query_url}")
+                say(f"browse them with `{backend.serve_hint}` at {backend.query_url}")
             else:
                 say("Stopped the collector.")
         else:
