@@ -21,7 +21,6 @@ on bytes in flight. Here:
 
 from __future__ import annotations
 
-import io
 import logging
 import selectors
 import socket
@@ -30,8 +29,17 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler
-from socketserver import _SocketWriter  # type: ignore[attr-defined]
 from typing import Any
+
+from .http_head import (
+    ChunkError,
+    Refusal,
+    RequestHead,
+    content_length,
+    parse_head,
+    plain_response,
+    scan_chunks,
+)
 
 logger = logging.getLogger("aiecs_tracing.collector")
 
@@ -43,64 +51,6 @@ WRITE_TIMEOUT = 30.0  # a response that cannot be written in this long closes th
 DRAIN_SECONDS = 2.0  # after a refusal the unread body is read and discarded this long, then closed
 DISCARD_KEEP_ALIVE_BYTES = 1 << 20  # a refused body up to this size is skipped and the connection kept
 RECV_BYTES = 256 * 1024
-
-
-class Refusal(Exception):
-    """An answer decided from the head alone: ``response`` bytes, written before the body is read."""
-
-    def __init__(self, response: bytes) -> None:
-        super().__init__("refused")
-        self.response = response
-
-
-class RequestHead:
-    """The parsed head of a request (names of headers lower-cased)."""
-
-    __slots__ = ("method", "target", "version", "headers", "reserved")
-
-    def __init__(self, method: str, target: str, version: str, headers: dict[str, str]) -> None:
-        self.method = method
-        self.target = target
-        self.version = version
-        self.headers = headers
-        self.reserved = 0  # bytes admission reserved for this request, released when it is answered
-
-
-def parse_head(raw: bytes) -> RequestHead | None:
-    """``METHOD target HTTP/1.x`` and headers; None when malformed."""
-    lines = raw.decode("latin-1").split("\r\n")
-    words = lines[0].split()
-    if len(words) != 3 or not words[2].startswith("HTTP/"):
-        return None
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if not line:
-            continue
-        name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip():
-            return None
-        name = name.lower()
-        value = value.strip()
-        headers[name] = f"{headers[name]}, {value}" if name in headers and name != "content-length" else value
-    return RequestHead(words[0], words[1], words[2], headers)
-
-
-def plain_response(status: int, reason: str, message: str, headers: dict[str, str] | None = None) -> bytes:
-    """A small text/plain response that closes the connection."""
-    body = (message + "\n").encode("utf-8")
-    lines = [f"HTTP/1.1 {status} {reason}", "Content-Type: text/plain; charset=utf-8", f"Content-Length: {len(body)}"]
-    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-    lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-def content_length(headers: dict[str, str]) -> int:
-    """Content-Length, 0 when absent, -1 when not a number >= 0."""
-    try:
-        length = int(headers.get("content-length", "0"))
-    except ValueError:
-        return -1
-    return length if length >= 0 else -1
 
 
 class _Connection:
@@ -382,42 +332,19 @@ class BoundedHTTPServer:
         return True
 
     def _body_complete(self, connection: _Connection) -> bool:
-        buffer = connection.buffer
         if connection.chunk_at < 0:
-            return len(buffer) >= connection.body_end
-        while True:  # chunked: walk the chunk-size lines that have arrived
-            at = connection.chunk_at
-            line_end = buffer.find(b"\r\n", at)
-            if line_end < 0:
-                if len(buffer) - at > 1024:
-                    self._refuse(connection, plain_response(400, "Bad Request", "malformed chunked body"))
-                return False
-            try:
-                size = int(bytes(buffer[at:line_end]).split(b";")[0].strip(), 16)
-            except ValueError:
-                size = -1
-            if size < 0:
-                self._refuse(connection, plain_response(400, "Bad Request", "malformed chunked body"))
-                return False
-            if size == 0:
-                trailer_end = buffer.find(b"\r\n\r\n", line_end)
-                if line_end + 4 <= len(buffer) and buffer[line_end : line_end + 4] == b"\r\n\r\n":
-                    connection.body_end = line_end + 4
-                    return True
-                if trailer_end < 0:
-                    return False
-                connection.body_end = trailer_end + 4
-                return True
-            connection.chunk_total += size
-            if connection.chunk_total > self.max_body_bytes:
-                message = f"request body exceeds the {self.max_body_bytes} byte limit"
-                self._refuse(connection, plain_response(413, "Content Too Large", message))
-                return False
-            next_at = line_end + 2 + size + 2
-            if len(buffer) < next_at:
-                connection.chunk_total -= size  # counted again when the rest arrives
-                return False
-            connection.chunk_at = next_at
+            return len(connection.buffer) >= connection.body_end
+        try:
+            at, total, end = scan_chunks(connection.buffer, connection.chunk_at, connection.chunk_total, self.max_body_bytes)
+        except ChunkError as exc:
+            reason = "Content Too Large" if exc.status == 413 else "Bad Request"
+            self._refuse(connection, plain_response(exc.status, reason, str(exc)))
+            return False
+        connection.chunk_at, connection.chunk_total = at, total
+        if end < 0:
+            return False
+        connection.body_end = end
+        return True
 
     def _refuse(self, connection: _Connection, response: bytes, unread: int = -1, admitted: bool = False) -> None:
         """Answer without reading the body: skip a small one, else drain briefly and close.
@@ -518,28 +445,3 @@ class BoundedHTTPServer:
             with self._returned_lock:
                 self._returned.append((connection, keep))
             self._wake()
-
-
-class BufferedRequestHandler(BaseHTTPRequestHandler):
-    """A BaseHTTPRequestHandler for one request whose bytes were read by the selector."""
-
-    server: Any
-
-    def __init__(self, sock: socket.socket, address: Any, server: Any, data: bytes) -> None:
-        self._data = data
-        super().__init__(sock, address, server)
-
-    def setup(self) -> None:
-        self.connection = self.request
-        self.rfile = io.BytesIO(self._data)
-        self.wfile = _SocketWriter(self.request)
-
-    def handle(self) -> None:
-        self.close_connection = True
-        self.handle_one_request()
-
-    def handle_expect_100(self) -> bool:
-        return True  # the selector already said 100 Continue
-
-    def finish(self) -> None:
-        pass

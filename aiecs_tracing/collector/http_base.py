@@ -11,8 +11,8 @@ import logging
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from .connections import BufferedRequestHandler, Refusal, RequestHead
 from .exposure import refusal_reason
+from .http_head import BufferedRequestHandler, Refusal, RequestHead
 
 if TYPE_CHECKING:
     from .server import Collector

@@ -17,9 +17,9 @@ import zlib
 from typing import Any
 from urllib.parse import urlsplit
 
-from .connections import Refusal, RequestHead, content_length
 from .exposure import refusal_reason
 from .http_base import _BaseHandler, render_response
+from .http_head import Refusal, RequestHead, content_length
 from .otlp import (
     OtlpDecodeError,
     decode_json,
