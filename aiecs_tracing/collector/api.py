@@ -147,8 +147,14 @@ class QueryHandler(_BaseHandler):
             self._search(params)
         elif len(route) == 2 and route[0] == "traces":
             self._trace(route[1])
-        elif route == ["dependencies"]:
-            self._dependencies(params)
+        elif route in (["dependencies"], ["monitor"]):  # aggregates for the UI: metrics_api.py
+            from . import metrics_api
+
+            try:
+                data = metrics_api.query(store.path, route[0], params, time.time())
+            except ValueError as exc:
+                raise ApiError(400, str(exc)) from None
+            self.respond_json(200, envelope(data))
         elif route == ["stats"]:
             self.respond_json(200, self.collector.stats_snapshot())
         elif route == ["sampling"]:  # Jaeger's remote sampling, also on the query port
@@ -236,6 +242,8 @@ def resolve_static(root: Path, relative: str) -> Path | None:
 def _is_client_route(path: str) -> bool:
     """Paths the single-page UI routes itself: "/", "/search", "/trace/<id>", "/dependencies"."""
     if path in ("/", "/index.html"):
+        return True
+    if path.startswith("/trace/") and path.count("/") == 2:  # also Jaeger's comparison URL /trace/A...B
         return True
     last_segment = path.rstrip("/").rsplit("/", 1)[-1]
     return "." not in last_segment
