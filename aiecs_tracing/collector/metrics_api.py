@@ -19,9 +19,12 @@ ingest path.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import sqlite3
-from contextlib import closing
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
@@ -213,10 +216,41 @@ def _series_entry(
     return entry
 
 
+_POOL_PATHS = 4
+_pool: OrderedDict[str, list[sqlite3.Connection]] = OrderedDict()  # keyed by path and inode
+_pool_lock = threading.Lock()
+
+
 def with_read_only(path: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run ``fn(db, ...)`` on a fresh read-only connection to ``path``."""
-    with closing(connect_read_only(path)) as db:
-        return fn(db, *args, **kwargs)
+    """Run ``fn(db, ...)`` on a pooled read-only connection to ``path``.
+
+    Connections are kept (their page cache stays warm: a fresh one reads every page of
+    a 100k-span window again) for the last few store paths; older ones are closed.
+    """
+    try:  # a file deleted and created again under the same name is another store
+        key = f"{path}\0{os.stat(path).st_ino}"
+    except OSError:
+        key = path
+    with _pool_lock:
+        idle = _pool.get(key)
+        db = idle.pop() if idle else None
+    if db is None:
+        db = connect_read_only(path)
+    try:
+        result = fn(db, *args, **kwargs)
+    except BaseException:
+        db.close()
+        raise
+    evicted: list[sqlite3.Connection] = []
+    with _pool_lock:
+        _pool.setdefault(key, []).append(db)
+        _pool.move_to_end(key)
+        while len(_pool) > _POOL_PATHS:
+            evicted.extend(_pool.popitem(last=False)[1])
+    for old in evicted:
+        with contextlib.suppress(sqlite3.Error):
+            old.close()
+    return result
 
 
 def _int(params: dict[str, list[str]], name: str, default: int | None) -> int | None:
