@@ -1,15 +1,17 @@
 """``websockets`` connections and AIECS's WebSocketManager: a span per connection and message.
 
-:func:`instrument_websocket_manager` traces an AIECS-style manager whose ``start_server()``
-calls ``websockets.serve(self._handle_client_connection, host, port)``. Called before
+:func:`install_websocket_tracing` (alias: ``instrument_websocket_manager``) traces an
+AIECS-style manager whose ``start_server()`` calls
+``websockets.serve(self._handle_client_connection, host, port)``. Called before
 ``start_server()``, it replaces that bound method *on the instance* (no class is patched):
 
 - ``websocket connection`` (SERVER): one per client, handshake to close; ``url.path``,
-  ``client.address``, ``websocket.close_code``, message counts. It continues the trace
+  ``client.address``, ``websocket.close.code``/``websocket.close.reason``,
+  ``websocket.messages.received``/``websocket.messages.sent`` (the ASGI middleware's names). It continues the trace
   in the handshake headers (``traceparent``/``uber-trace-id``/``baggage``), read from
   ``websocket.request.headers`` (websockets >= 13) or ``websocket.request_headers``
   (the legacy API).
-- ``websocket <action>`` (CONSUMER): one per received message, named by its JSON
+- ``websocket <action>`` (CONSUMER, ``messaging.operation.type=receive``): one per received message, named by its JSON
   ``action`` (``websocket confirm``, ``websocket ping``...; ``websocket message`` when it
   has none). It starts when the message is received and ends when the manager asks for
   the next one, so it measures the handling, not the idle wait, and it is the current
@@ -44,14 +46,34 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from opentelemetry.trace import Link, SpanKind
-
-from ..core.guard import report_error
-from ..core.manager import TracingManager, get_tracing_manager
-from ..core.span import Span
+from ..core.instrumentation import (
+    MESSAGING_BODY_SIZE,
+    OPERATION_RECEIVE,
+    OPERATION_SEND,
+    WEBSOCKET_CLOSE_CODE,
+    WEBSOCKET_CLOSE_REASON,
+    WEBSOCKET_MESSAGE_SIZE,
+    WEBSOCKET_MESSAGE_TYPE,
+    WEBSOCKET_MESSAGES_RECEIVED,
+    WEBSOCKET_MESSAGES_SENT,
+    Link,
+    Span,
+    SpanKind,
+    active_manager,
+    attach,
+    detach,
+    guarded,
+    guarded_hook,
+    report_error,
+    start_span,
+)
+from ..core.manager import TracingManager
+from ._contract import Installation, install_once, installation_of, require_framework, uninstall_installed
 from ._instance import restore_instance, set_instance_wrappers
 
 __all__ = [
+    "install_websocket_tracing",
+    "uninstall_websocket_tracing",
     "instrument_websocket_manager",
     "uninstrument_websocket_manager",
     "trace_websocket_connection",
@@ -60,21 +82,21 @@ __all__ = [
 
 logger = logging.getLogger("aiecs_tracing")
 CARRIER_KEY = "_trace"
-_MANAGER_ATTR = "_aiecs_tracing_ws_manager"
-_CONN_ATTR = "_aiecs_tracing_ws_conn"
+_FRAMEWORK = "websocket"
+_CONNECTION = "websocket_connection"
+_CONN_ATTR = "_aiecs_tracing_websocket_connection"  # what install_once names the marker
 _MAX_NAME = 100
 _ID_KEYS = ("user_id", "task_id", "callback_id")
 _REGISTRY_ATTRS = ("active_connections", "connections", "user_connections", "clients")
+_HEADERS_GUARD = guarded("websocket handshake headers")
+_MESSAGE_GUARD = guarded("websocket message")
+_SEND_GUARD = guarded("websocket send")
+_HEARTBEAT_GUARD = guarded("websocket heartbeat")
 _MANAGER_OPS = {
     "broadcast_message": "broadcast",
     "send_to_user": "send_to_user",
     "notify_user": "notify_user",
 }
-
-
-def _resolve(tracing: TracingManager | None) -> TracingManager | None:
-    t = tracing or get_tracing_manager()
-    return t if t is not None and t._active else None
 
 
 def _find_carrier(data: Any) -> dict | None:
@@ -134,7 +156,7 @@ _heartbeat: contextvars.ContextVar[_Heartbeat | None] = contextvars.ContextVar(
 # --- one connection -----------------------------------------------------------------------------
 
 
-class _ConnectionTracer:
+class _ConnectionTracer(Installation):
     """Wraps ``recv``/``send`` of one connection object (instance attributes, undone on exit)."""
 
     def __init__(
@@ -164,7 +186,7 @@ class _ConnectionTracer:
         self._wrappers: dict[str, Any] = {}
 
     # install / uninstall
-    def install(self) -> None:
+    def install(self) -> _ConnectionTracer:
         ws = self.ws
         recv, send = ws.recv, ws.send
         if inspect.iscoroutinefunction(recv):
@@ -174,6 +196,7 @@ class _ConnectionTracer:
         self._previous.update(set_instance_wrappers(ws, wrappers))
         self._wrappers.update(wrappers)
         setattr(ws, _CONN_ATTR, self)
+        return self
 
     def uninstall(self) -> None:
         self.end_message()
@@ -188,27 +211,26 @@ class _ConnectionTracer:
         if span is None:
             return
         self._span = self._token = None
-        try:
+        with _MESSAGE_GUARD:
             if token is not None and self._t is not None:
-                self._t.detach(token)
+                detach(self._t, token)
             span.finish()
-        except Exception as exc:
-            report_error("websocket message", exc)
 
     def begin_message(self, message: Any) -> None:
         self.received += 1
-        t = _resolve(self.tracing)
+        t = active_manager(self.tracing)
         if t is None:
             return
         size, kind = _size_and_type(message)
         attrs: dict[str, Any] = {
             "component": "websocket",
             "messaging.system": "websocket",
-            "messaging.operation.type": "process",
-            "websocket.message.type": kind,
+            "messaging.operation.type": OPERATION_RECEIVE,
+            WEBSOCKET_MESSAGE_TYPE: kind,
         }
         if size is not None:
-            attrs["messaging.message.body.size"] = size
+            attrs[MESSAGING_BODY_SIZE] = size
+            attrs[WEBSOCKET_MESSAGE_SIZE] = size
         parent: Any = self.connection_span
         links = None
         name = f"{self.name} receive"
@@ -237,33 +259,34 @@ class _ConnectionTracer:
                     remote = t.extract_span_context(carrier)
                     if remote is not None:
                         if self.connection_span is not None:
-                            links = [Link(self.connection_span._otel.get_span_context())]
+                            links = [Link(self.connection_span.otel_span.get_span_context())]
                         parent = remote
             elif invalid:
                 attrs["message.invalid_json"] = True
                 attrs["error"] = True
                 attrs["error.type"] = "invalid_json"
-        span = t._start(name, attrs, SpanKind.CONSUMER, parent, None, links)
+        span = start_span(t, name, attrs, SpanKind.CONSUMER, parent, links=links)
         if invalid:
             span.set_status_error("invalid JSON")
         self._t = t
         self._span = span
-        self._token = t.attach(span)
+        self._token = attach(t, span)
 
     def _send_begin(self, message: Any) -> Span | None:
-        t = _resolve(self.tracing)
+        t = active_manager(self.tracing)
         if t is None:
             return None
         size, kind = _size_and_type(message)
         attrs: dict[str, Any] = {
             "component": "websocket",
             "messaging.system": "websocket",
-            "messaging.operation.type": "send",
-            "websocket.message.type": kind,
+            "messaging.operation.type": OPERATION_SEND,
+            WEBSOCKET_MESSAGE_TYPE: kind,
         }
         if size is not None:
-            attrs["messaging.message.body.size"] = size
-        return t._start(f"{self.name} send", attrs, SpanKind.PRODUCER, None)
+            attrs[MESSAGING_BODY_SIZE] = size
+            attrs[WEBSOCKET_MESSAGE_SIZE] = size
+        return start_span(t, f"{self.name} send", attrs, SpanKind.PRODUCER, None)
 
     # wrappers
     def _async_recv(self, original: Callable) -> Callable:
@@ -272,10 +295,8 @@ class _ConnectionTracer:
             if self._span is not None:
                 self.end_message()
             message = await original(*args, **kwargs)
-            try:
+            with _MESSAGE_GUARD:
                 self.begin_message(message)
-            except Exception as exc:
-                report_error("websocket message", exc)
             return message
 
         return recv
@@ -286,10 +307,8 @@ class _ConnectionTracer:
             if self._span is not None:
                 self.end_message()
             message = original(*args, **kwargs)
-            try:
+            with _MESSAGE_GUARD:
                 self.begin_message(message)
-            except Exception as exc:
-                report_error("websocket message", exc)
             return message
 
         return recv
@@ -301,10 +320,8 @@ class _ConnectionTracer:
             rec = _sends.get()
             span = None
             if self.send_spans:
-                try:
+                with _SEND_GUARD:
                     span = self._send_begin(message)
-                except Exception as exc:
-                    report_error("websocket send", exc)
             try:
                 result = await original(message, *args, **kwargs)
             except BaseException as exc:
@@ -329,10 +346,8 @@ class _ConnectionTracer:
             rec = _sends.get()
             span = None
             if self.send_spans:
-                try:
+                with _SEND_GUARD:
                     span = self._send_begin(message)
-                except Exception as exc:
-                    report_error("websocket send", exc)
             try:
                 result = original(message, *args, **kwargs)
             except BaseException as exc:
@@ -359,20 +374,15 @@ def trace_websocket_connection(ws: Any, tracing: TracingManager | None = None, n
     the next ``recv`` call and is current meanwhile. Idempotent; returns ``ws``. Call
     :func:`untrace_websocket_connection` if you stop receiving before the connection ends.
     """
-    if getattr(ws, _CONN_ATTR, None) is not None:
-        return ws
-    try:
-        _ConnectionTracer(ws, tracing, name, manager_mode=False).install()
-    except Exception as exc:
-        report_error("websocket trace_websocket_connection", exc)
+    require_framework("websockets")
+    with guarded("websocket trace_websocket_connection"):
+        install_once(ws, _CONNECTION, tracing, lambda: _ConnectionTracer(ws, tracing, name, manager_mode=False).install())
     return ws
 
 
 def untrace_websocket_connection(ws: Any) -> Any:
     """Undo :func:`trace_websocket_connection` (the open receive span is finished)."""
-    tracer = vars(ws).get(_CONN_ATTR) if hasattr(ws, "__dict__") else None
-    if tracer is not None:
-        tracer.uninstall()
+    uninstall_installed(ws, _CONNECTION)
     return ws
 
 
@@ -416,7 +426,7 @@ def _arg(args: tuple, kwargs: dict, index: int, name: str) -> Any:
     return args[index] if len(args) > index else None
 
 
-class _ManagerState:
+class _ManagerState(Installation):
     def __init__(self, manager: Any, tracing: TracingManager | None, max_parse_bytes: int) -> None:
         self.manager = manager
         self.tracing = tracing
@@ -426,7 +436,27 @@ class _ManagerState:
         self.active = True
 
     def resolve(self) -> TracingManager | None:
-        return _resolve(self.tracing) if self.active else None
+        return active_manager(self.tracing) if self.active else None
+
+    def install(self) -> _ManagerState:
+        manager = self.manager
+        wrappers: dict[str, Any] = {
+            "_handle_client_connection": self.wrap_connection_handler(manager._handle_client_connection)
+        }
+        for method, op in _MANAGER_OPS.items():
+            original = getattr(manager, method, None)
+            if inspect.iscoroutinefunction(original):
+                wrappers[method] = self.wrap_operation(op, original)
+        heartbeat = getattr(manager, "send_heartbeat", None)
+        if inspect.iscoroutinefunction(heartbeat):
+            wrappers["send_heartbeat"] = self.wrap_heartbeat(heartbeat)
+        self.previous.update(set_instance_wrappers(manager, wrappers))
+        self.wrappers.update(wrappers)
+        return self
+
+    def uninstall(self) -> None:
+        self.active = False
+        restore_instance(self.manager, self.wrappers, self.previous)
 
     # connection
     def wrap_connection_handler(self, original: Callable) -> Callable:
@@ -437,11 +467,10 @@ class _ManagerState:
             t = state.resolve()
             if t is None:
                 return await original(websocket, *args, **kwargs)
-            try:
-                span, tracer, token = state.connection_begin(t, websocket, args)
-            except Exception as exc:
-                report_error("websocket connection", exc)
+            begun = state.connection_begin(t, websocket, args)
+            if begun is None:
                 return await original(websocket, *args, **kwargs)
+            span, tracer, token = begun
             error: BaseException | None = None
             try:
                 return await original(websocket, *args, **kwargs)
@@ -449,13 +478,11 @@ class _ManagerState:
                 error = exc
                 raise
             finally:
-                try:
-                    state.connection_end(t, websocket, span, tracer, token, error)
-                except Exception as exc:
-                    report_error("websocket connection", exc)
+                state.connection_end(t, websocket, span, tracer, token, error)
 
         return _handle_client_connection
 
+    @guarded_hook("websocket connection")
     def connection_begin(self, t: TracingManager, ws: Any, args: tuple) -> tuple:
         headers, path = _handshake(ws, args)
         parent = t.extract_span_context(headers) if headers is not None else None
@@ -472,13 +499,11 @@ class _ManagerState:
             if len(remote) > 1 and isinstance(remote[1], int):
                 attrs["client.port"] = remote[1]
         if headers is not None:
-            try:
+            with _HEADERS_GUARD:
                 agent = headers.get("User-Agent")
                 if agent:
                     attrs["user_agent.original"] = str(agent)
-            except Exception:
-                pass
-        span = t._start("websocket connection", attrs, SpanKind.SERVER, parent)
+        span = start_span(t, "websocket connection", attrs, SpanKind.SERVER, parent)
         tracer: _ConnectionTracer | None = _ConnectionTracer(
             ws, self.tracing, "websocket", manager_mode=True, connection_span=span,
             max_parse_bytes=self.max_parse_bytes,
@@ -488,8 +513,9 @@ class _ManagerState:
         except Exception as exc:  # e.g. a connection class with __slots__: the connection span only
             report_error("websocket messages", exc)
             tracer = None
-        return span, tracer, t.attach(span)
+        return span, tracer, attach(t, span)
 
+    @guarded_hook("websocket connection")
     def connection_end(
         self,
         t: TracingManager,
@@ -501,21 +527,21 @@ class _ManagerState:
     ) -> None:
         if tracer is not None:
             tracer.end_message()  # its context token was attached after ours: reset it first
-        t.detach(token)
-        otel = span._otel
+        detach(t, token)
+        otel = span.otel_span
         if tracer is not None:
             tracer.uninstall()
-            otel.set_attribute("websocket.messages_received", tracer.received)
-            otel.set_attribute("websocket.messages_sent", tracer.sent)
+            otel.set_attribute(WEBSOCKET_MESSAGES_RECEIVED, tracer.received)
+            otel.set_attribute(WEBSOCKET_MESSAGES_SENT, tracer.sent)
         code = getattr(ws, "close_code", None)
         if isinstance(code, int):
-            otel.set_attribute("websocket.close_code", code)
+            otel.set_attribute(WEBSOCKET_CLOSE_CODE, code)
             reason = getattr(ws, "close_reason", None)
             if reason:
-                otel.set_attribute("websocket.close_reason", str(reason))
+                otel.set_attribute(WEBSOCKET_CLOSE_REASON, str(reason))
         else:
             # the handler returned first; websockets closes with 1000, or 1011 after an exception
-            otel.set_attribute("websocket.close_code", 1011 if error is not None else 1000)
+            otel.set_attribute(WEBSOCKET_CLOSE_CODE, 1011 if error is not None else 1000)
         if error is not None and not _is_connection_closed(error):
             span.record_exception(error)
         span.finish()
@@ -529,11 +555,10 @@ class _ManagerState:
             t = state.resolve()
             if t is None:
                 return await original(*args, **kwargs)
-            try:
-                span, rec, tokens = state.operation_begin(t, op, args, kwargs)
-            except Exception as exc:
-                report_error("websocket " + op, exc)
+            begun = state.operation_begin(t, op, args, kwargs)
+            if begun is None:
                 return await original(*args, **kwargs)
+            span, rec, tokens = begun
             error: BaseException | None = None
             result: Any = None
             try:
@@ -543,13 +568,11 @@ class _ManagerState:
                 error = exc
                 raise
             finally:
-                try:
-                    state.operation_end(t, op, args, kwargs, span, rec, tokens, error, result)
-                except Exception as exc:
-                    report_error("websocket " + op, exc)
+                state.operation_end(t, op, args, kwargs, span, rec, tokens, error, result)
 
         return operation
 
+    @guarded_hook("websocket operation")
     def operation_begin(self, t: TracingManager, op: str, args: tuple, kwargs: dict) -> tuple:
         attrs: dict[str, Any] = {
             "component": "websocket",
@@ -583,10 +606,11 @@ class _ManagerState:
             kind = message.get("type")
             if type(kind) is str:
                 attrs["websocket.message.kind"] = kind[:_MAX_NAME]
-        span = t._start(name, attrs, SpanKind.PRODUCER, None)
+        span = start_span(t, name, attrs, SpanKind.PRODUCER, None)
         rec = _Sends(_sends.get())
-        return span, rec, (t.attach(span), _sends.set(rec), hb_token)
+        return span, rec, (attach(t, span), _sends.set(rec), hb_token)
 
+    @guarded_hook("websocket operation")
     def operation_end(
         self, t: TracingManager, op: str, args: tuple, kwargs: dict, span: Span, rec: _Sends,
         tokens: tuple, error: BaseException | None, result: Any,
@@ -595,8 +619,8 @@ class _ManagerState:
         _sends.reset(sends_token)
         if hb_token is not None:
             _heartbeat.reset(hb_token)
-        t.detach(token)
-        otel = span._otel
+        detach(t, token)
+        otel = span.otel_span
         user_id = None
         if op == "send_to_user":
             user_id = _arg(args, kwargs, 0, "user_id")
@@ -636,7 +660,7 @@ class _ManagerState:
                 _sends.reset(sends_token)
                 _heartbeat.reset(hb_token)
                 if not hb.spanned:  # it wrote to connections itself: one span for the call
-                    try:
+                    with _HEARTBEAT_GUARD:
                         attrs = {
                             "component": "websocket",
                             "messaging.system": "websocket",
@@ -644,13 +668,11 @@ class _ManagerState:
                             "messaging.operation.name": "heartbeat",
                             "websocket.operation": "heartbeat",
                         }
-                        span = t._start("websocket heartbeat", attrs, SpanKind.PRODUCER, None, start)
-                        _record_recipients(span._otel, rec, _registry_count(state.manager))
+                        span = start_span(t, "websocket heartbeat", attrs, SpanKind.PRODUCER, None, start_time=start)
+                        _record_recipients(span.otel_span, rec, _registry_count(state.manager))
                         if error is not None:
                             span.record_exception(error)
                         span.finish()
-                    except Exception as exc:
-                        report_error("websocket heartbeat", exc)
 
         return send_heartbeat
 
@@ -672,49 +694,36 @@ def _is_connection_closed(exc: BaseException) -> bool:
     return any(cls.__name__.startswith("ConnectionClosed") for cls in type(exc).__mro__)
 
 
-def instrument_websocket_manager(
+def install_websocket_tracing(
     manager: Any, tracing: TracingManager | None = None, *, max_parse_bytes: int = 1 << 20
 ) -> Any:
     """Trace an AIECS-style WebSocketManager; call it before ``manager.start_server()``.
 
-    Idempotent; returns ``manager``. ``tracing`` defaults to the process default manager,
-    looked up per connection and call. Messages larger than ``max_parse_bytes`` are not
-    parsed (their span is named ``websocket message``).
+    Idempotent (a second call changes nothing but the manager, if given); returns ``manager``.
+    ``tracing`` defaults to the process default manager, looked up per connection and call.
+    Messages larger than ``max_parse_bytes`` are not parsed (their span is named
+    ``websocket message``). Needs ``websockets``: ``pip install 'aiecs-tracing[websockets]'``.
     """
-    if getattr(manager, _MANAGER_ATTR, None) is not None:
-        return manager
-    if not callable(getattr(manager, "_handle_client_connection", None)):
-        raise TypeError(
-            f"instrument_websocket_manager: {type(manager).__name__} has no _handle_client_connection"
-        )
-    if getattr(manager, "server", None) is not None:
-        logger.warning(
-            "instrument_websocket_manager(%s) called after start_server(): "
-            "connections of the running server are not traced",
-            type(manager).__name__,
-        )
-    state = _ManagerState(manager, tracing, max_parse_bytes)
-    wrappers: dict[str, Any] = {
-        "_handle_client_connection": state.wrap_connection_handler(manager._handle_client_connection)
-    }
-    for method, op in _MANAGER_OPS.items():
-        original = getattr(manager, method, None)
-        if inspect.iscoroutinefunction(original):
-            wrappers[method] = state.wrap_operation(op, original)
-    heartbeat = getattr(manager, "send_heartbeat", None)
-    if inspect.iscoroutinefunction(heartbeat):
-        wrappers["send_heartbeat"] = state.wrap_heartbeat(heartbeat)
-    state.previous.update(set_instance_wrappers(manager, wrappers))
-    state.wrappers.update(wrappers)
-    setattr(manager, _MANAGER_ATTR, state)
+    require_framework("websockets")
+    if installation_of(manager, _FRAMEWORK) is None:
+        if not callable(getattr(manager, "_handle_client_connection", None)):
+            raise TypeError(f"install_websocket_tracing: {type(manager).__name__} has no _handle_client_connection")
+        if getattr(manager, "server", None) is not None:
+            logger.warning(
+                "install_websocket_tracing(%s) called after start_server(): "
+                "connections of the running server are not traced",
+                type(manager).__name__,
+            )
+    install_once(manager, _FRAMEWORK, tracing, lambda: _ManagerState(manager, tracing, max_parse_bytes).install())
     return manager
 
 
-def uninstrument_websocket_manager(manager: Any) -> Any:
-    """Undo :func:`instrument_websocket_manager`; a running server's handler stops tracing too."""
-    state: _ManagerState | None = vars(manager).pop(_MANAGER_ATTR, None)
-    if state is None:
-        return manager
-    state.active = False
-    restore_instance(manager, state.wrappers, state.previous)
+def uninstall_websocket_tracing(manager: Any) -> Any:
+    """Undo :func:`install_websocket_tracing`; a running server's handler stops tracing too. Idempotent."""
+    uninstall_installed(manager, _FRAMEWORK)
     return manager
+
+
+#: The names before the one verb pair; they still work.
+instrument_websocket_manager = install_websocket_tracing
+uninstrument_websocket_manager = uninstall_websocket_tracing

@@ -134,8 +134,8 @@ def test_manager_connections_messages_and_pushes(sink) -> None:
     a1 = a1[0]
     assert _hex(a1.parent_id, 16) == PARENT and a1.kind == "server"
     assert a1.tags["url.path"] == "/ws" and a1.tags["client.address"] == "127.0.0.1"
-    assert a1.tags["websocket.close_code"] == 1000
-    assert a1.tags["websocket.messages_received"] == 7
+    assert a1.tags["websocket.close.code"] == 1000
+    assert a1.tags["websocket.messages.received"] == 7
     assert a1.tags["websocket.manager"] == "StandInWebSocketManager"
     others = [c for c in conns if c is not a1]
     assert all(c.parent_id == 0 and c.trace_id != a1.trace_id for c in others)
@@ -300,7 +300,7 @@ def test_handler_error_is_recorded_and_close_code_1011(sink) -> None:
     tracing.flush()
     conn = sink.wait_for(1, where=lambda s: s.operation == "websocket connection")[0]
     assert conn.is_error and conn.tags["error.kind"] == "RuntimeError"
-    assert conn.tags["websocket.close_code"] == 1011
+    assert conn.tags["websocket.close.code"] == 1011
     msg = sink.wait_for(1, where=lambda s: s.operation == "websocket message")[0]
     assert msg.parent_id == conn.span_id and msg.tags["message.invalid_json"] is True
 
