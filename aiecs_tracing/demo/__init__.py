@@ -1,6 +1,6 @@
 """The demo system: a small AIECS in four processes, traced end to end.
 
-``aiecs-tracing demo`` (see :mod:`aiecs_tracing.demo.run`) starts the collector, then
+``aiecs-tracing demo`` (see :mod:`aiecs_tracing.demo.run`: options, backend, supervisor, workload) starts the collector, then
 
 * ``aiecs-api`` (:mod:`.api`): a FastAPI task API with Socket.IO progress pushes,
 * ``aiecs-worker`` (:mod:`.worker`): a Celery prefork worker running the tasks,

@@ -35,7 +35,9 @@ def _demo_command() -> list[str]:
 
 
 def _processes_of_run(workdir: Path) -> list[int]:
-    """Pids of live processes whose environment names this run's work directory."""
+    """Pids of live processes of this run: their environment names its work directory, or
+    they run in it (Celery's setproctitle, when installed, overwrites what /proc shows of
+    the environment, but not the working directory the demo starts its services in)."""
     marker = f"AIECS_DEMO_DIR={workdir}".encode()
     pids = []
     for entry in Path("/proc").iterdir():
@@ -43,9 +45,10 @@ def _processes_of_run(workdir: Path) -> list[int]:
             continue
         try:
             environ = (entry / "environ").read_bytes()
+            cwd = os.readlink(entry / "cwd")
         except OSError:
             continue
-        if marker in environ.split(b"\0"):
+        if marker in environ.split(b"\0") or cwd == str(workdir):
             pids.append(int(entry.name))
     return pids
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from aiecs_tracing.demo.run import broker_unreachable, parse_args, serve_command
+from aiecs_tracing.demo.backend import broker_unreachable, serve_command
+from aiecs_tracing.demo.options import parse_args
 from tests.integration.test_demo import _demo_command
 
 
