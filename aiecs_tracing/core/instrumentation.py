@@ -8,7 +8,8 @@ typing and defaults) and uses no core name starting with ``_``;
 - spans: :func:`start_span` (name, attributes, kind, parent: a span, a remote context,
   :data:`NEW_TRACE` or ``None`` for the current span; ``fast=True`` lets the core pick its
   cheap light span, an implementation detail), :func:`set_attributes`, :func:`otel_span`;
-- the current span: :func:`attach` / :func:`detach`, :func:`active_span`;
+- the current span: :func:`attach` / :func:`detach`, :func:`active_span`,
+  :func:`current_span_context`;
 - whether to trace: :func:`active_manager`, :func:`is_active`;
 - the guard ("tracing never breaks the host"): :func:`report_error`, :class:`guarded`
   (a cheap, reusable context manager), :func:`guarded_hook` (a decorator);
@@ -27,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace import Link, SpanKind, get_current_span
 
 from . import guard as _guard
 from .light import LightSpan, start_light_from_remote
@@ -59,6 +60,7 @@ __all__ = [
     "attach",
     "detach",
     "active_span",
+    "current_span_context",
     # whether to trace
     "TracingManager",
     "get_tracing_manager",
@@ -180,6 +182,11 @@ def detach(tracing: TracingManager, token: object) -> None:
 def active_span(tracing: TracingManager) -> Span | None:
     """The current span as a facade span, or ``None``."""
     return tracing.get_active_span()
+
+
+def current_span_context() -> Any:
+    """The OpenTelemetry ``SpanContext`` of the current span, any tracer's (``.is_valid`` False: none)."""
+    return get_current_span().get_span_context()
 
 
 # --- whether to trace --------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """python-socketio: spans for one server's connections, events and emits.
 
-``instrument_socketio(sio)`` wraps a handful of dispatch methods *on that server instance
+``install_socketio_tracing(sio)`` (alias: ``instrument_socketio``) wraps a handful of dispatch methods *on that server instance
 only* (no class is patched), so it works for handlers and namespaces registered before or
 after the call, for ``socketio.AsyncServer`` and ``socketio.Server``:
 
@@ -34,22 +34,41 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from opentelemetry import trace
-from opentelemetry.trace import Link, SpanKind
-
-from ..core.guard import report_error
-from ..core.manager import TracingManager, get_tracing_manager
-from ..core.span import Span
+from ..core.instrumentation import (
+    NEW_TRACE,
+    Link,
+    Span,
+    SpanKind,
+    active_manager,
+    attach,
+    current_span_context,
+    detach,
+    guarded,
+    guarded_hook,
+    start_span,
+)
+from ..core.manager import TracingManager
+from ._contract import Installation, install_once, installation_of, require_framework, uninstall_installed
 from ._instance import restore_instance, set_instance_wrappers
 
-__all__ = ["instrument_socketio", "uninstrument_socketio", "trace_carrier", "CARRIER_KEY"]
+__all__ = [
+    "install_socketio_tracing",
+    "uninstall_socketio_tracing",
+    "instrument_socketio",
+    "uninstrument_socketio",
+    "trace_carrier",
+    "CARRIER_KEY",
+]
 
 CARRIER_KEY = "_trace"
-_STATE_ATTR = "_aiecs_tracing_socketio"
 _MAX_NAME = 100
 _MAX_CONNECTIONS = 100_000  # open connection spans kept; beyond this, new ones are not tracked
 _HOOKS = ("_handle_connect", "_trigger_event", "_handle_event_internal", "emit", "send", "call")
 _SUPPRESS = "suppress"
+_FRAMEWORK = "socketio"
+_TRANSPORT_GUARD = guarded("socketio transport")
+_CONNECT_GUARD = guarded("socketio connect")
+_UNINSTALL_GUARD = guarded("socketio uninstrument")
 
 # The connection whose CONNECT packet is being handled (sid learnt in _trigger_event).
 _connecting: contextvars.ContextVar[_Connection | None] = contextvars.ContextVar(
@@ -59,16 +78,6 @@ _connecting: contextvars.ContextVar[_Connection | None] = contextvars.ContextVar
 _emit_mode: contextvars.ContextVar[str | None] = contextvars.ContextVar("aiecs_tracing_socketio_emit", default=None)
 
 
-def _require_socketio() -> Any:
-    try:
-        import socketio
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "aiecs_tracing.integrations.socketio needs python-socketio: pip install aiecs-tracing[socketio]"
-        ) from exc
-    return socketio
-
-
 def trace_carrier(tracing: TracingManager | None = None) -> dict[str, dict[str, str]]:
     """``{"_trace": {...headers...}}`` for the current span, to merge into a client's payload.
 
@@ -76,9 +85,9 @@ def trace_carrier(tracing: TracingManager | None = None) -> dict[str, dict[str, 
     ``socketio register`` span a child of the caller's current span. Empty when there is
     no current span or tracing is off.
     """
-    tracing = tracing or get_tracing_manager()
+    tracing = active_manager(tracing)
     headers: dict[str, str] = {}
-    if tracing is not None and tracing.enabled:
+    if tracing is not None:
         tracing.inject_current_context(headers)
     return {CARRIER_KEY: headers} if headers else {}
 
@@ -123,7 +132,7 @@ def _client_address(environ: dict) -> tuple[str | None, int | None]:
     if client:
         try:
             return str(client[0]), int(client[1])
-        except Exception:
+        except (TypeError, ValueError, IndexError):  # not a guard: a malformed scope falls through
             pass
     host = environ.get("REMOTE_ADDR")
     try:
@@ -153,7 +162,7 @@ class _Connection:
         self.sid: str | None = None
 
 
-class _State:
+class _State(Installation):
     """Per-server bookkeeping: the manager, the open connection spans, the originals."""
 
     def __init__(self, sio: Any, tracing: TracingManager | None, events_in_connection_trace: bool) -> None:
@@ -165,8 +174,24 @@ class _State:
         self.wrappers: dict[str, Any] = {}
 
     def manager(self) -> TracingManager | None:
-        t = self.tracing or get_tracing_manager()
-        return t if t is not None and t._active else None
+        return active_manager(self.tracing)
+
+    def install(self) -> _State:
+        sio = self.sio
+        originals = {name: getattr(sio, name) for name in _HOOKS}
+        is_async = bool(getattr(sio, "is_asyncio_based", lambda: False)())
+        wrappers = _hooks(self, originals, is_async)
+        self.originals.update(set_instance_wrappers(sio, wrappers))
+        self.wrappers.update(wrappers)
+        return self
+
+    def uninstall(self) -> None:
+        restore_instance(self.sio, self.wrappers, self.originals)
+        for conn in list(self.connections.values()):
+            with _UNINSTALL_GUARD:
+                conn.span.otel_span.set_attribute("socketio.uninstrumented", True)
+                conn.span.finish()
+        self.connections.clear()
 
     # --- connect ------------------------------------------------------------------------
     def connect_begin(self, t: TracingManager, eio_sid: Any, namespace: str | None, data: Any) -> tuple:
@@ -179,7 +204,7 @@ class _State:
         if parent is None:
             headers = _environ_carrier(environ)
             handshake = t.extract_span_context(headers) if headers else None
-            current = trace.get_current_span().get_span_context()
+            current = current_span_context()
             # Under an ASGI/WSGI tracing middleware the current span is the request carrying
             # the CONNECT packet: a child of it when it continues the handshake's trace (or
             # there is none), else the handshake wins (a polling POST may carry no headers).
@@ -191,10 +216,8 @@ class _State:
             "messaging.system": "socketio",
             "socketio.namespace": ns,
         }
-        try:
+        with _TRANSPORT_GUARD:
             attrs["socketio.transport"] = self.sio.eio.transport(eio_sid)
-        except Exception:
-            pass
         if host:
             attrs["client.address"] = host
             attrs["peer.ipv4" if "." in host else "peer.hostname"] = host
@@ -206,9 +229,10 @@ class _State:
         path = environ.get("PATH_INFO")
         if path:
             attrs["url.path"] = path
-        conn_span = t._start("socketio connection", attrs, SpanKind.SERVER, parent)
+        conn_span = start_span(t, "socketio connection", attrs, SpanKind.SERVER, parent)
         conn = _Connection(conn_span, ns)
-        connect_span = t._start(
+        connect_span = start_span(
+            t,
             "socketio connect",
             {
                 "component": "socketio",
@@ -220,14 +244,14 @@ class _State:
             SpanKind.CONSUMER,
             conn_span,
         )
-        return conn, connect_span, t.attach(connect_span), _connecting.set(conn)
+        return conn, connect_span, attach(t, connect_span), _connecting.set(conn)
 
     def connect_end(self, t: TracingManager, begun: tuple, exc: BaseException | None) -> None:
         conn, connect_span, token, cv_token = begun
-        t.detach(token)
+        detach(t, token)
         try:
             _connecting.reset(cv_token)
-        except Exception:
+        except ValueError:  # not a guard: a token of another context (the handler switched tasks)
             pass
         if exc is not None:
             connect_span.record_exception(exc)
@@ -237,13 +261,13 @@ class _State:
         if exc is None and conn.sid is not None:
             try:
                 connected = bool(self.sio.manager.is_connected(conn.sid, conn.namespace))
-            except Exception:
+            except Exception:  # not a guard: a manager that cannot tell keeps the connection open
                 connected = True
         if not connected:
             if conn.sid is not None:
                 self.connections.pop((conn.sid, conn.namespace), None)
             if exc is None:
-                conn.span._otel.set_attribute("socketio.connect.refused", True)
+                conn.span.otel_span.set_attribute("socketio.connect.refused", True)
             conn.span.finish()
 
     def on_connect_event(self, namespace: str, args: tuple) -> None:
@@ -252,7 +276,7 @@ class _State:
             return
         sid = args[0]
         conn.sid = sid
-        conn.span._otel.set_attribute("socketio.sid", str(sid))
+        conn.span.otel_span.set_attribute("socketio.sid", str(sid))
         if len(self.connections) < _MAX_CONNECTIONS:
             self.connections[(sid, namespace or "/")] = conn
 
@@ -272,18 +296,18 @@ class _State:
         reason = args[1] if len(args) > 1 else None
         if reason is not None:
             attrs["socketio.disconnect.reason"] = str(reason)
-        span = t._start("socketio disconnect", attrs, SpanKind.CONSUMER, conn.span if conn else None)
-        return conn, span, t.attach(span), reason
+        span = start_span(t, "socketio disconnect", attrs, SpanKind.CONSUMER, conn.span if conn else None)
+        return conn, span, attach(t, span), reason
 
     def disconnect_end(self, t: TracingManager, begun: tuple, exc: BaseException | None) -> None:
         conn, span, token, reason = begun
-        t.detach(token)
+        detach(t, token)
         if exc is not None:
             span.record_exception(exc)
         span.finish()
         if conn is not None:
             if reason is not None:
-                conn.span._otel.set_attribute("socketio.disconnect.reason", str(reason))
+                conn.span.otel_span.set_attribute("socketio.disconnect.reason", str(reason))
             conn.span.finish()
 
     # --- events ---------------------------------------------------------------------------
@@ -299,13 +323,13 @@ class _State:
             parent = t.extract_span_context(carrier)
         if parent is not None:
             if conn is not None:
-                links = [Link(conn.span._otel.get_span_context())]
+                links = [Link(conn.span.otel_span.get_span_context())]
         elif conn is not None:
             if self.events_in_connection_trace:
                 parent = conn.span
             else:
-                links = [Link(conn.span._otel.get_span_context())]
-                parent = trace.INVALID_SPAN  # a new trace, linked to the connection
+                links = [Link(conn.span.otel_span.get_span_context())]
+                parent = NEW_TRACE  # a new trace, linked to the connection
         name = _short(event)
         attrs = {
             "component": "socketio",
@@ -318,8 +342,8 @@ class _State:
             "socketio.args_count": len(args),
             "socketio.ack": ack_id is not None,
         }
-        span = t._start("socketio " + name, attrs, SpanKind.CONSUMER, parent, None, links)
-        return span, t.attach(span)
+        span = start_span(t, "socketio " + name, attrs, SpanKind.CONSUMER, parent, links=links)
+        return span, attach(t, span)
 
     # --- emits ----------------------------------------------------------------------------
     def emit_begin(self, t: TracingManager, op: str, args: tuple, kwargs: dict) -> tuple:
@@ -355,276 +379,149 @@ class _State:
         }
         if to is not None:
             attrs["socketio.room"] = _room(to)
-        return t._start("socketio emit " + name, attrs, SpanKind.PRODUCER, None)
+        return start_span(t, "socketio emit " + name, attrs, SpanKind.PRODUCER, None)
 
 
-def _fail(kind: str, exc: BaseException) -> None:
-    report_error(kind, exc)
+# --- the hooks: one helper makes both the async and the sync twin ----------------------------
+def _around(
+    original: Callable,
+    begin: Callable[[tuple, dict], Any],
+    end: Callable[[Any, BaseException | None], None],
+    is_async: bool,
+) -> Callable:
+    """Wrap ``original``: ``begin(args, kwargs)`` before (``None``: pass through untouched),
+    ``end(begun, error)`` after, whatever happens. Both are guarded hooks: they never raise."""
+    if is_async:
 
-
-def _async_hooks(state: _State, orig: dict[str, Callable]) -> dict[str, Callable]:
-    o_connect, o_trigger, o_event = orig["_handle_connect"], orig["_trigger_event"], orig["_handle_event_internal"]
-    o_emit, o_send, o_call = orig["emit"], orig["send"], orig["call"]
-
-    async def _handle_connect(eio_sid, namespace, data):
-        t = state.manager()
-        begun = None
-        if t is not None:
+        async def async_hook(*args: Any, **kwargs: Any) -> Any:
+            begun = begin(args, kwargs)
+            if begun is None:
+                return await original(*args, **kwargs)
+            error: BaseException | None = None
             try:
-                begun = state.connect_begin(t, eio_sid, namespace, data)
-            except Exception as exc:
-                _fail("socketio connect", exc)
+                return await original(*args, **kwargs)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                end(begun, error)
+
+        return functools.wraps(original)(async_hook)
+
+    def hook(*args: Any, **kwargs: Any) -> Any:
+        begun = begin(args, kwargs)
         if begun is None:
-            return await o_connect(eio_sid, namespace, data)
+            return original(*args, **kwargs)
+        error: BaseException | None = None
         try:
-            result = await o_connect(eio_sid, namespace, data)
-        except BaseException as exc:
-            try:
-                state.connect_end(t, begun, exc)
-            except Exception as err:
-                _fail("socketio connect", err)
-            raise
-        try:
-            state.connect_end(t, begun, None)
-        except Exception as err:
-            _fail("socketio connect", err)
-        return result
-
-    async def _trigger_event(event, namespace, *args):
-        if event == "connect":
-            if _connecting.get() is not None:
-                try:
-                    state.on_connect_event(namespace, args)
-                except Exception as exc:
-                    _fail("socketio connect", exc)
-            return await o_trigger(event, namespace, *args)
-        if event != "disconnect":
-            return await o_trigger(event, namespace, *args)
-        t = state.manager()
-        begun = None
-        if t is not None:
-            try:
-                begun = state.disconnect_begin(t, namespace, args)
-            except Exception as exc:
-                _fail("socketio disconnect", exc)
-        if begun is None:
-            return await o_trigger(event, namespace, *args)
-        error = None
-        try:
-            return await o_trigger(event, namespace, *args)
+            return original(*args, **kwargs)
         except BaseException as exc:
             error = exc
             raise
         finally:
-            try:
-                state.disconnect_end(t, begun, error)
-            except Exception as err:
-                _fail("socketio disconnect", err)
+            end(begun, error)
 
-    async def _handle_event_internal(server, sid, eio_sid, data, namespace, id):
+    return functools.wraps(original)(hook)
+
+
+def _hooks(state: _State, orig: dict[str, Callable], is_async: bool) -> dict[str, Callable]:
+    """The wrappers of a server's dispatch methods (see ``_HOOKS``)."""
+
+    # _handle_connect(eio_sid, namespace, data)
+    @guarded_hook("socketio connect")
+    def connect_begin(args: tuple, kwargs: dict) -> Any:
         t = state.manager()
-        begun = None
-        if t is not None:
-            try:
-                begun = state.event_begin(t, sid, data, namespace, id)
-            except Exception as exc:
-                _fail("socketio event", exc)
-        if begun is None:
-            return await o_event(server, sid, eio_sid, data, namespace, id)
-        span, token = begun
-        try:
-            return await o_event(server, sid, eio_sid, data, namespace, id)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            span.record_exception(exc)
-            raise
-        finally:
-            t.detach(token)
-            span.finish()
+        if t is None:
+            return None
+        return t, state.connect_begin(t, *args, **kwargs)
 
-    async def _traced_emit(op: str, original: Callable, args: tuple, kwargs: dict) -> Any:
-        t = state.manager()
-        span = None
-        if t is not None:
-            try:
-                span = state.emit_begin(t, op, args, kwargs)
-            except Exception as exc:
-                _fail("socketio emit", exc)
-        if span is None:
-            return await original(*args, **kwargs)
-        token = t.attach(span)
-        mode = _emit_mode.set(_SUPPRESS) if op == "call" else None
-        try:
-            return await original(*args, **kwargs)
-        except BaseException as exc:
-            span.record_exception(exc)
-            raise
-        finally:
-            if mode is not None:
-                _emit_mode.reset(mode)
-            t.detach(token)
-            span.finish()
+    @guarded_hook("socketio connect")
+    def connect_end(begun: Any, error: BaseException | None) -> None:
+        t, inner = begun
+        state.connect_end(t, inner, error)
 
-    @functools.wraps(o_emit)
-    async def emit(*args, **kwargs):
-        if _emit_mode.get() == _SUPPRESS:
-            return await o_emit(*args, **kwargs)
-        return await _traced_emit("emit", o_emit, args, kwargs)
-
-    @functools.wraps(o_send)
-    async def send(*args, **kwargs):
-        token = _emit_mode.set("send")
-        try:
-            return await o_send(*args, **kwargs)
-        finally:
-            _emit_mode.reset(token)
-
-    @functools.wraps(o_call)
-    async def call(*args, **kwargs):
-        return await _traced_emit("call", o_call, args, kwargs)
-
-    return {
-        "_handle_connect": _handle_connect,
-        "_trigger_event": _trigger_event,
-        "_handle_event_internal": _handle_event_internal,
-        "emit": emit,
-        "send": send,
-        "call": call,
-    }
-
-
-def _sync_hooks(state: _State, orig: dict[str, Callable]) -> dict[str, Callable]:
-    o_connect, o_trigger, o_event = orig["_handle_connect"], orig["_trigger_event"], orig["_handle_event_internal"]
-    o_emit, o_send, o_call = orig["emit"], orig["send"], orig["call"]
-
-    def _handle_connect(eio_sid, namespace, data):
-        t = state.manager()
-        begun = None
-        if t is not None:
-            try:
-                begun = state.connect_begin(t, eio_sid, namespace, data)
-            except Exception as exc:
-                _fail("socketio connect", exc)
-        if begun is None:
-            return o_connect(eio_sid, namespace, data)
-        try:
-            result = o_connect(eio_sid, namespace, data)
-        except BaseException as exc:
-            try:
-                state.connect_end(t, begun, exc)
-            except Exception as err:
-                _fail("socketio connect", err)
-            raise
-        try:
-            state.connect_end(t, begun, None)
-        except Exception as err:
-            _fail("socketio connect", err)
-        return result
-
-    def _trigger_event(event, namespace, *args):
+    # _trigger_event(event, namespace, *args): the connect handler's sid, the disconnect handler
+    @guarded_hook("socketio disconnect")
+    def trigger_begin(args: tuple, kwargs: dict) -> Any:
+        event, namespace, rest = args[0], args[1], args[2:]
         if event == "connect":
             if _connecting.get() is not None:
-                try:
-                    state.on_connect_event(namespace, args)
-                except Exception as exc:
-                    _fail("socketio connect", exc)
-            return o_trigger(event, namespace, *args)
+                with _CONNECT_GUARD:
+                    state.on_connect_event(namespace, rest)
+            return None
         if event != "disconnect":
-            return o_trigger(event, namespace, *args)
+            return None
         t = state.manager()
-        begun = None
-        if t is not None:
-            try:
-                begun = state.disconnect_begin(t, namespace, args)
-            except Exception as exc:
-                _fail("socketio disconnect", exc)
-        if begun is None:
-            return o_trigger(event, namespace, *args)
-        error = None
-        try:
-            return o_trigger(event, namespace, *args)
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            try:
-                state.disconnect_end(t, begun, error)
-            except Exception as err:
-                _fail("socketio disconnect", err)
+        if t is None:
+            return None
+        return t, state.disconnect_begin(t, namespace, rest)
 
-    def _handle_event_internal(server, sid, eio_sid, data, namespace, id):
+    @guarded_hook("socketio disconnect")
+    def trigger_end(begun: Any, error: BaseException | None) -> None:
+        t, inner = begun
+        state.disconnect_end(t, inner, error)
+
+    # _handle_event_internal(server, sid, eio_sid, data, namespace, id)
+    @guarded_hook("socketio event")
+    def event_begin(args: tuple, kwargs: dict) -> Any:
         t = state.manager()
-        begun = None
-        if t is not None:
-            try:
-                begun = state.event_begin(t, sid, data, namespace, id)
-            except Exception as exc:
-                _fail("socketio event", exc)
-        if begun is None:
-            return o_event(server, sid, eio_sid, data, namespace, id)
-        span, token = begun
-        try:
-            return o_event(server, sid, eio_sid, data, namespace, id)
-        except BaseException as exc:
-            span.record_exception(exc)
-            raise
-        finally:
-            t.detach(token)
-            span.finish()
+        if t is None:
+            return None
+        _server, sid, _eio_sid, data, namespace, ack_id = args
+        return t, state.event_begin(t, sid, data, namespace, ack_id)
 
-    def _traced_emit(op: str, original: Callable, args: tuple, kwargs: dict) -> Any:
-        t = state.manager()
-        span = None
-        if t is not None:
-            try:
-                span = state.emit_begin(t, op, args, kwargs)
-            except Exception as exc:
-                _fail("socketio emit", exc)
-        if span is None:
-            return original(*args, **kwargs)
-        token = t.attach(span)
-        mode = _emit_mode.set(_SUPPRESS) if op == "call" else None
-        try:
-            return original(*args, **kwargs)
-        except BaseException as exc:
-            span.record_exception(exc)
-            raise
-        finally:
-            if mode is not None:
-                _emit_mode.reset(mode)
-            t.detach(token)
-            span.finish()
+    @guarded_hook("socketio event")
+    def event_end(begun: Any, error: BaseException | None) -> None:
+        t, (span, token) = begun
+        if error is not None and not isinstance(error, asyncio.CancelledError):
+            span.record_exception(error)
+        detach(t, token)
+        span.finish()
 
-    @functools.wraps(o_emit)
-    def emit(*args, **kwargs):
-        if _emit_mode.get() == _SUPPRESS:
-            return o_emit(*args, **kwargs)
-        return _traced_emit("emit", o_emit, args, kwargs)
+    # emit / call: a PRODUCER span, current while the message goes out (call: until the reply)
+    def emit_begin(op: str) -> Callable[[tuple, dict], Any]:
+        @guarded_hook("socketio emit")
+        def begin(args: tuple, kwargs: dict) -> Any:
+            if op == "emit" and _emit_mode.get() == _SUPPRESS:
+                return None  # inside call(), whose span covers this emit
+            t = state.manager()
+            if t is None:
+                return None
+            span = state.emit_begin(t, op, args, kwargs)
+            if span is None:
+                return None
+            return t, span, attach(t, span), _emit_mode.set(_SUPPRESS) if op == "call" else None
 
-    @functools.wraps(o_send)
-    def send(*args, **kwargs):
-        token = _emit_mode.set("send")
-        try:
-            return o_send(*args, **kwargs)
-        finally:
-            _emit_mode.reset(token)
+        return begin
 
-    @functools.wraps(o_call)
-    def call(*args, **kwargs):
-        return _traced_emit("call", o_call, args, kwargs)
+    @guarded_hook("socketio emit")
+    def emit_end(begun: Any, error: BaseException | None) -> None:
+        t, span, token, mode = begun
+        if mode is not None:
+            _emit_mode.reset(mode)
+        detach(t, token)
+        if error is not None:
+            span.record_exception(error)
+        span.finish()
+
+    # send(): an emit named "send"
+    def send_begin(args: tuple, kwargs: dict) -> Any:
+        return _emit_mode.set("send")
+
+    def send_end(token: Any, error: BaseException | None) -> None:
+        _emit_mode.reset(token)
 
     return {
-        "_handle_connect": _handle_connect,
-        "_trigger_event": _trigger_event,
-        "_handle_event_internal": _handle_event_internal,
-        "emit": emit,
-        "send": send,
-        "call": call,
+        "_handle_connect": _around(orig["_handle_connect"], connect_begin, connect_end, is_async),
+        "_trigger_event": _around(orig["_trigger_event"], trigger_begin, trigger_end, is_async),
+        "_handle_event_internal": _around(orig["_handle_event_internal"], event_begin, event_end, is_async),
+        "emit": _around(orig["emit"], emit_begin("emit"), emit_end, is_async),
+        "send": _around(orig["send"], send_begin, send_end, is_async),
+        "call": _around(orig["call"], emit_begin("call"), emit_end, is_async),
     }
 
 
-def instrument_socketio(
+def install_socketio_tracing(
     sio: Any,
     tracing: TracingManager | None = None,
     *,
@@ -636,38 +533,27 @@ def instrument_socketio(
     so instrumenting before the manager exists works. With
     ``events_in_connection_trace=False`` an event without a trace carrier starts its own
     trace (linked to the connection span) instead of joining the connection's trace,
-    which keeps traces small for connections that live for hours.
+    which keeps traces small for connections that live for hours. Needs python-socketio:
+    ``pip install 'aiecs-tracing[socketio]'``.
     """
-    _require_socketio()
-    if getattr(sio, _STATE_ATTR, None) is not None:
-        return sio
-    missing = [name for name in _HOOKS if not callable(getattr(sio, name, None))]
-    if missing:
-        raise TypeError(
-            f"instrument_socketio: {type(sio).__name__} has no {', '.join(missing)}; "
-            "expected a python-socketio 5.x Server or AsyncServer"
-        )
-    state = _State(sio, tracing, events_in_connection_trace)
-    originals = {name: getattr(sio, name) for name in _HOOKS}
-    is_async = bool(getattr(sio, "is_asyncio_based", lambda: False)())
-    wrappers = _async_hooks(state, originals) if is_async else _sync_hooks(state, originals)
-    state.originals.update(set_instance_wrappers(sio, wrappers))
-    state.wrappers.update(wrappers)
-    setattr(sio, _STATE_ATTR, state)
+    require_framework("socketio")
+    if installation_of(sio, _FRAMEWORK) is None:
+        missing = [name for name in _HOOKS if not callable(getattr(sio, name, None))]
+        if missing:
+            raise TypeError(
+                f"install_socketio_tracing: {type(sio).__name__} has no {', '.join(missing)}; "
+                "expected a python-socketio 5.x Server or AsyncServer"
+            )
+    install_once(sio, _FRAMEWORK, tracing, lambda: _State(sio, tracing, events_in_connection_trace).install())
     return sio
 
 
-def uninstrument_socketio(sio: Any) -> Any:
-    """Undo :func:`instrument_socketio`; open connection spans are finished now."""
-    state: _State | None = vars(sio).pop(_STATE_ATTR, None)
-    if state is None:
-        return sio
-    restore_instance(sio, state.wrappers, state.originals)
-    for conn in list(state.connections.values()):
-        try:
-            conn.span._otel.set_attribute("socketio.uninstrumented", True)
-            conn.span.finish()
-        except Exception as exc:
-            _fail("socketio uninstrument", exc)
-    state.connections.clear()
+def uninstall_socketio_tracing(sio: Any) -> Any:
+    """Undo :func:`install_socketio_tracing`; open connection spans are finished now. Idempotent."""
+    uninstall_installed(sio, _FRAMEWORK)
     return sio
+
+
+#: The names before the one verb pair; they still work.
+instrument_socketio = install_socketio_tracing
+uninstrument_socketio = uninstall_socketio_tracing
