@@ -1,6 +1,6 @@
 """httpx: a CLIENT span per request, with W3C + Jaeger headers (and baggage) injected.
 
-    client = instrument_httpx_client(httpx.AsyncClient(), tracing)
+    client = install_httpx_tracing(httpx.AsyncClient(), tracing)   # alias: instrument_httpx_client
 
 Per client, never global: the client's transport (and each mounted/proxy transport) is
 wrapped by a tracing transport. Why a transport and not only event hooks: a request hook
@@ -18,19 +18,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
+from ..core.instrumentation import Span, SpanKind, active_manager, redact_query, report_error, start_span
+from ..core.manager import TracingManager
+from ._contract import Installation, install_once, require_framework, uninstall_installed
+
 try:
     import httpx
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("aiecs_tracing.integrations.httpx needs httpx: pip install 'aiecs-tracing[httpx]'") from exc
+except ImportError:  # not a guard: reported by install_httpx_tracing, which needs it
+    httpx = None  # type: ignore[assignment]
 
-from opentelemetry.trace import SpanKind
 
-from ..core.guard import report_error
-from ..core.manager import TracingManager, get_tracing_manager
-from ..core.redaction import redact_query
-from ..core.span import Span
+def _base(name: str) -> Any:
+    return getattr(httpx, name) if httpx is not None else object
 
 __all__ = [
+    "install_httpx_tracing",
+    "uninstall_httpx_tracing",
     "instrument_httpx_client",
     "uninstrument_httpx_client",
     "TracingTransport",
@@ -38,8 +41,9 @@ __all__ = [
     "redact_url",
 ]
 
-ClientT = TypeVar("ClientT", httpx.Client, httpx.AsyncClient)
-SpanNamer = Callable[[httpx.Request], str]
+ClientT = TypeVar("ClientT")
+SpanNamer = Callable[[Any], str]
+_FRAMEWORK = "httpx"
 
 _MARK = "aiecs_tracing.traced"  # request extension: this very request already has a span
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"})
@@ -67,8 +71,8 @@ class _Tracer:
         self.span_name = span_name
 
     def start(self, request: httpx.Request) -> Span | None:
-        tracing = self.tracing or get_tracing_manager()
-        if tracing is None or not tracing._active:
+        tracing = active_manager(self.tracing)
+        if tracing is None:
             return None
         try:
             extensions = request.extensions
@@ -95,7 +99,7 @@ class _Tracer:
                 name = self.span_name(request)
             else:
                 name = method if method in _KNOWN_METHODS else "HTTP"
-            span = tracing._start(name, attributes, SpanKind.CLIENT)
+            span = start_span(tracing, name, attributes, SpanKind.CLIENT)
             if span is None:
                 return None
             tracing.inject_span_context(span, request.headers)
@@ -108,7 +112,7 @@ class _Tracer:
     @staticmethod
     def response(span: Span, response: httpx.Response) -> None:
         try:
-            otel = span._otel
+            otel = span.otel_span
             status = response.status_code
             otel.set_attribute("http.response.status_code", status)
             otel.set_attribute("http.status_code", status)
@@ -127,7 +131,7 @@ class _Tracer:
         span.finish()
 
 
-class _TracedSyncStream(httpx.SyncByteStream):
+class _TracedSyncStream(_base("SyncByteStream")):
     """The response body; the span ends when the body is closed (read fully or not)."""
 
     def __init__(self, inner: httpx.SyncByteStream, span: Span) -> None:
@@ -137,7 +141,7 @@ class _TracedSyncStream(httpx.SyncByteStream):
     def __iter__(self) -> Iterator[bytes]:
         try:
             yield from self._inner
-        except Exception as exc:  # a timeout or a dropped connection mid-body
+        except Exception as exc:  # not a guard (re-raised): a timeout or a dropped connection mid-body
             self._span.record_exception(exc)
             raise
 
@@ -151,7 +155,7 @@ class _TracedSyncStream(httpx.SyncByteStream):
             self._span.finish()
 
 
-class _TracedAsyncStream(httpx.AsyncByteStream):
+class _TracedAsyncStream(_base("AsyncByteStream")):
     def __init__(self, inner: httpx.AsyncByteStream, span: Span) -> None:
         self._inner = inner
         self._span = span
@@ -160,7 +164,7 @@ class _TracedAsyncStream(httpx.AsyncByteStream):
         try:
             async for chunk in self._inner:
                 yield chunk
-        except Exception as exc:
+        except Exception as exc:  # not a guard (re-raised)
             self._span.record_exception(exc)
             raise
 
@@ -174,7 +178,7 @@ class _TracedAsyncStream(httpx.AsyncByteStream):
             self._span.finish()
 
 
-class TracingTransport(httpx.BaseTransport):
+class TracingTransport(_base("BaseTransport")):
     """Wraps a sync transport: one CLIENT span per request it sends."""
 
     def __init__(
@@ -219,7 +223,7 @@ class TracingTransport(httpx.BaseTransport):
         return getattr(self.transport, name)
 
 
-class AsyncTracingTransport(httpx.AsyncBaseTransport):
+class AsyncTracingTransport(_base("AsyncBaseTransport")):
     """Wraps an async transport: one CLIENT span per request it sends."""
 
     def __init__(
@@ -267,45 +271,81 @@ class AsyncTracingTransport(httpx.AsyncBaseTransport):
 _WRAPPERS = (TracingTransport, AsyncTracingTransport)
 
 
-def instrument_httpx_client(
+class _ClientInstallation(Installation):
+    """The tracing transports one ``install_httpx_tracing`` call put on one client."""
+
+    def __init__(self, client: Any, tracing: TracingManager | None, span_name: SpanNamer | None) -> None:
+        self.client = client
+        self.tracing = tracing
+        self.span_name = span_name
+        self.wrapped: list[Any] = []  # the wrappers made here (a transport passed in already traced stays)
+
+    def _wrap(self, wrapper: Any, transport: Any) -> Any:
+        traced = wrapper(transport, self.tracing, span_name=self.span_name)
+        self.wrapped.append(traced)
+        return traced
+
+    def install(self) -> _ClientInstallation:
+        client = self.client
+        wrapper: Any = AsyncTracingTransport if isinstance(client, httpx.AsyncClient) else TracingTransport
+        try:
+            if not isinstance(client._transport, _WRAPPERS):
+                client._transport = self._wrap(wrapper, client._transport)
+            mounts = client._mounts
+            for pattern in list(mounts):
+                transport = mounts[pattern]
+                if transport is not None and not isinstance(transport, _WRAPPERS):
+                    mounts[pattern] = self._wrap(wrapper, transport)
+        except AttributeError as exc:  # a future httpx without these attributes
+            report_error("httpx instrument", exc)
+        return self
+
+    def retarget(self, tracing: Any) -> None:
+        self.tracing = tracing
+        for traced in self.wrapped:
+            traced._tracer.tracing = tracing
+
+    def uninstall(self) -> None:
+        client = self.client
+        mine = {id(t) for t in self.wrapped}
+        transport = getattr(client, "_transport", None)
+        if id(transport) in mine:
+            client._transport = transport.transport
+        mounts = getattr(client, "_mounts", None) or {}
+        for pattern in list(mounts):
+            transport = mounts[pattern]
+            if id(transport) in mine:
+                mounts[pattern] = transport.transport
+        self.wrapped.clear()
+
+
+def install_httpx_tracing(
     client: ClientT,
     tracing: TracingManager | None = None,
     *,
     span_name: SpanNamer | None = None,
 ) -> ClientT:
-    """Trace every request ``client`` sends; returns ``client``. A second call changes nothing.
+    """Trace every request ``client`` sends; returns ``client``. A second call changes nothing
+    (but the manager, if given).
 
     ``tracing`` defaults to the process default manager, looked up per request.
     ``span_name(request) -> str`` overrides the span name (default: the method, as the
-    OpenTelemetry conventions say for client spans without a URL template).
+    OpenTelemetry conventions say for client spans without a URL template). Needs httpx:
+    ``pip install 'aiecs-tracing[httpx]'``.
     """
-    if isinstance(client, httpx.AsyncClient):
-        wrapper: Any = AsyncTracingTransport
-    elif isinstance(client, httpx.Client):
-        wrapper = TracingTransport
-    else:
-        raise TypeError(f"instrument_httpx_client expects an httpx.Client or httpx.AsyncClient, not {type(client)!r}")
-    try:
-        if not isinstance(client._transport, _WRAPPERS):
-            client._transport = wrapper(client._transport, tracing, span_name=span_name)
-        mounts = client._mounts
-        for pattern in list(mounts):
-            transport = mounts[pattern]
-            if transport is not None and not isinstance(transport, _WRAPPERS):
-                mounts[pattern] = wrapper(transport, tracing, span_name=span_name)
-    except AttributeError as exc:  # a future httpx without these attributes
-        report_error("httpx instrument", exc)
+    require_framework("httpx")
+    if not isinstance(client, (httpx.Client, httpx.AsyncClient)):
+        raise TypeError(f"install_httpx_tracing expects an httpx.Client or httpx.AsyncClient, not {type(client)!r}")
+    install_once(client, _FRAMEWORK, tracing, lambda: _ClientInstallation(client, tracing, span_name).install())
     return client
 
 
-def uninstrument_httpx_client(client: ClientT) -> ClientT:
-    """Undo :func:`instrument_httpx_client` (harmless on a client that was never instrumented)."""
-    transport = getattr(client, "_transport", None)
-    if isinstance(transport, _WRAPPERS):
-        client._transport = transport.transport
-    mounts = getattr(client, "_mounts", None) or {}
-    for pattern in list(mounts):
-        transport = mounts[pattern]
-        if isinstance(transport, _WRAPPERS):
-            mounts[pattern] = transport.transport
+def uninstall_httpx_tracing(client: ClientT) -> ClientT:
+    """Undo :func:`install_httpx_tracing` (harmless on a client that was never instrumented)."""
+    uninstall_installed(client, _FRAMEWORK)
     return client
+
+
+#: The names before the one verb pair; they still work.
+instrument_httpx_client = install_httpx_tracing
+uninstrument_httpx_client = uninstall_httpx_tracing
