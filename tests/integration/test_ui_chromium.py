@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -361,7 +362,9 @@ def otlp_trace(t0_ns: int) -> dict:
 def chromium_binary() -> str:
     binary = find_chromium()
     if binary is None:
-        missing_service("a chromium binary", "run scripts/ensure_chromium.sh (or apt-get install -y chromium)")
+        missing_service(
+            "a chromium binary", "run scripts/ensure_chromium.sh (or apt-get install -y chromium)"
+        )
     return binary
 
 
@@ -632,3 +635,509 @@ def test_tag_search_duration_filter_and_form_validation(seeded, browser):
     assert "justakey" in error, error
     assert page.js("location.search") == before
     assert page.js_errors() == []
+
+
+# --------------------------------------------------------------------- the Jaeger-compatible views
+#
+# One collector and one Chromium for the tests below (module scope): a gallery of traces
+# written through the exporters (OTLP/JSON over HTTP, and the project's own Jaeger UDP
+# exporter), each test opening its page by URL the way a Jaeger bookmark would.
+
+VARIANT_ID = "7c0ffee0000000000000000000000b0b"
+OLD_ID = "01d0000000000000000000000000a0a0"
+SKEW_ID = "5c3e0000000000000000000000005c3e"
+BIG_ID = "b1600000000000000000000000000b16"
+UPLOAD_ID = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+SKEW_PARENT, SKEW_CHILD = "5c3e00000000000a", "5c3e00000000000b"
+BIG_SPANS = 1500
+
+
+def variant_trace(t0_ns: int) -> dict:
+    """The checkout trace again, changed: two SELECT cart, no send_receipt, a new fraud_check."""
+    doc = json.loads(json.dumps(otlp_trace(t0_ns)).replace(TRACE_ID, VARIANT_ID))
+    checkout, billing = doc["resourceSpans"]
+    extra = dict(checkout["scopeSpans"][0]["spans"][1], spanId="dddd9b7ec3c1b178")
+    checkout["scopeSpans"][0]["spans"].append(extra)
+    fraud = dict(billing["scopeSpans"][0]["spans"][1], spanId="eeee9b7ec3c1b179", name="fraud_check")
+    billing["scopeSpans"][0]["spans"][1] = fraud
+    billing["scopeSpans"][0]["spans"][0]["status"] = {"code": 1}
+    billing["scopeSpans"][0]["spans"][0].pop("events")
+    return doc
+
+
+def simple_trace(trace_id: str, service: str, spans: list[tuple], t0_ns: int) -> dict:
+    """spans: (span_id, parent_id, name, kind, start_ms, duration_ms)."""
+    ms = 1_000_000
+    return {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [_attr("service.name", service)]},
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "aiecs-ui-test"},
+                        "spans": [
+                            {
+                                "traceId": trace_id,
+                                "spanId": sid,
+                                **({"parentSpanId": parent} if parent else {}),
+                                "name": name,
+                                "kind": kind,
+                                "startTimeUnixNano": str(t0_ns + start * ms),
+                                "endTimeUnixNano": str(t0_ns + (start + dur) * ms),
+                                "attributes": [_attr("n", i)],
+                                "status": {"code": 1},
+                            }
+                            for i, (sid, parent, name, kind, start, dur) in enumerate(spans)
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+
+
+def big_trace(t0_ns: int) -> dict:
+    spans = [(f"{1:016x}", None, "root", 2, 0, 3000)]
+    for i in range(2, BIG_SPANS + 1):
+        parent = f"{max(1, i // 4):016x}"
+        spans.append((f"{i:016x}", parent, f"step-{i % 7}", 1, (i % 50) * 10, 100))
+    return simple_trace(BIG_ID, "batch-runner", spans, t0_ns)
+
+
+def emit_udp_trace(collector) -> None:
+    """A demo-like ml-service trace through the project's own Jaeger UDP exporter."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.trace import SpanKind
+
+    from aiecs_tracing.core.exporters.jaeger_udp import JaegerUDPExporter
+
+    providers = []
+    for service in ("frontend", "ml-service"):
+        provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        provider.add_span_processor(SimpleSpanProcessor(JaegerUDPExporter("127.0.0.1", collector.udp_port)))
+        providers.append(provider)
+    front, ml = (p.get_tracer("aiecs-ui-test") for p in providers)
+    with front.start_as_current_span("POST /predict", kind=SpanKind.SERVER):
+        with ml.start_as_current_span("predict", kind=SpanKind.CONSUMER):
+            with ml.start_as_current_span("load-model"):
+                time.sleep(0.002)
+    for provider in providers:
+        provider.shutdown()
+
+
+@pytest.fixture(scope="module")
+def gallery():
+    from aiecs_tracing.collector.server import Collector
+
+    c = Collector(host="127.0.0.1", otlp_port=0, udp_port=0, ui_port=0, db_path=":memory:").start()
+    now = time.time_ns()
+    docs = [
+        otlp_trace(now - 5_000_000_000),
+        variant_trace(now - 4_000_000_000),
+        otlp_trace(now - 30 * 3600 * 10**9),  # 30 hours ago: only a 2d (or longer) lookback finds it
+        simple_trace(
+            SKEW_ID,
+            "clock-app",
+            [
+                (SKEW_PARENT, None, "parent", 2, 0, 50),
+                (SKEW_CHILD, SKEW_PARENT, "outlives parent", 1, 10, 70),
+            ],
+            now - 3_000_000_000,
+        ),
+        big_trace(now - 2_000_000_000),
+    ]
+    docs[2] = json.loads(json.dumps(docs[2]).replace(TRACE_ID, OLD_ID))
+    try:
+        with httpx.Client(trust_env=False, timeout=20) as client:
+            for doc in docs:
+                resp = client.post(
+                    c.otlp_endpoint, content=json.dumps(doc), headers={"Content-Type": "application/json"}
+                )
+                assert resp.status_code == 200, resp.text
+        emit_udp_trace(c)
+        c.wait_for_spans(4 + 5 + 4 + 2 + BIG_SPANS + 3, timeout=20)
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_page(tmp_path_factory):
+    binary = find_chromium()
+    if binary is None:
+        missing_service(
+            "a chromium binary", "run scripts/ensure_chromium.sh (or apt-get install -y chromium)"
+        )
+    chrome = Chromium(binary, tmp_path_factory.mktemp("chromium"))
+    try:
+        yield chrome.open_page()
+    finally:
+        chrome.close()
+
+
+@pytest.fixture()
+def ui(gallery, shared_page):
+    """(page, base URL); the page's JS errors are checked after each test."""
+    shared_page.events.clear()
+    yield shared_page, f"http://127.0.0.1:{gallery.ui_port}"
+    assert shared_page.js_errors() == []
+
+
+def result_ids(page) -> list[str]:
+    return page.wait_for(
+        """(() => { if (document.querySelector('#results .empty-loading')) return null;
+                   if (document.querySelector('#results .empty-state h3')?.textContent === 'No traces found') return {ids: []};
+                   const ids = [...document.querySelectorAll('#trace-list .trace-item')].map(li => li.dataset.traceId);
+                   return ids.length ? {ids} : null; })()""",
+        "search results or the no-results state",
+    )["ids"]
+
+
+def open_trace(page, url: str, rows: int | None = None) -> None:
+    navigate(page, url)
+    page.wait_for(
+        "document.querySelectorAll('#wf-rows .span-row').length > 0"
+        + (f" && document.querySelectorAll('#wf-rows .span-row').length === {rows}" if rows else ""),
+        "the waterfall",
+    )
+
+
+def test_every_jaeger_lookback_in_the_url(ui):
+    page, base = ui
+    for lookback in ("1h", "2h", "3h", "6h", "12h", "24h", "2d", "7d", "48h"):
+        navigate(page, f"{base}/search?service=checkout-api&lookback={lookback}&limit=20")
+        ids = result_ids(page)
+        assert page.js("document.getElementById('lookback-select').value") == lookback
+        old_found = OLD_ID in ids
+        assert old_found == (lookback in ("2d", "7d", "48h")), (lookback, ids)
+        assert TRACE_ID in ids and VARIANT_ID in ids, (lookback, ids)
+    # Jaeger's custom range: start and end in µs since the epoch.
+    now_us = time.time_ns() // 1000
+    start, end = now_us - 31 * 3600 * 10**6, now_us - 29 * 3600 * 10**6
+    navigate(page, f"{base}/search?service=checkout-api&lookback=custom&start={start}&end={end}")
+    assert result_ids(page) == [OLD_ID]
+    assert page.js("document.getElementById('lookback-select').value") == "custom"
+    assert page.js("document.getElementById('custom-range').hidden") is False
+    # Jaeger's search by trace ids.
+    navigate(page, f"{base}/search?traceID={TRACE_ID}&traceID={SKEW_ID}")
+    assert sorted(result_ids(page)) == sorted([TRACE_ID, SKEW_ID])
+
+
+NOT_FAILED = '{"error":"false"}'
+
+
+def test_tags_in_jaeger_json_and_logfmt_forms(ui):
+    page, base = ui
+    for tags in ('{"error":"true"}', "error=true", '{"payment.provider":"acme","error":true}'):
+        navigate(page, f"{base}/search?service=billing-worker&lookback=1h&tags={urllib.parse.quote(tags)}")
+        assert result_ids(page) == [TRACE_ID], tags  # the variant's charge_card did not fail
+        assert "error=true" in page.js("document.getElementById('tags-input').value")
+    navigate(
+        page,
+        f"{base}/search?service=billing-worker&lookback=1h&tags={urllib.parse.quote(NOT_FAILED)}",
+    )
+    assert result_ids(page) == []
+
+
+def test_trace_deep_links_uifind_and_span(ui):
+    page, base = ui
+    open_trace(page, f"{base}/trace/{TRACE_ID}?uiFind=charge", rows=4)
+    assert page.js("document.getElementById('span-filter').value") == "charge"
+    assert page.js("document.getElementById('filter-count').textContent") == "1 of 4 spans match"
+    matched = page.js(
+        "[...document.querySelectorAll('#wf-rows .span-row.is-match')].map(r => r.dataset.spanId)"
+    )
+    assert matched == [CHARGE]
+    # uiFind with a span ID (what Jaeger's "copy link" to a span writes).
+    open_trace(page, f"{base}/trace/{TRACE_ID}?uiFind={RECEIPT}", rows=4)
+    assert page.js(
+        "[...document.querySelectorAll('#wf-rows .span-row.is-match')].map(r => r.dataset.spanId)"
+    ) == [RECEIPT]
+    # span= opens that span's details; selecting another span rewrites the URL in place.
+    open_trace(page, f"{base}/trace/{TRACE_ID}?span={CHARGE}")
+    page.wait_for(
+        f"document.getElementById('span-detail')?.dataset.spanId === '{CHARGE}'", "the deep-linked span"
+    )
+    length = page.js("history.length")
+    page.click(f'#wf-rows .span-row[data-span-id="{DB}"] .span-op')
+    page.wait_for(f"document.getElementById('span-detail')?.dataset.spanId === '{DB}'", "the clicked span")
+    assert page.js("new URLSearchParams(location.search).get('span')") == DB
+    assert page.js("history.length") == length  # replaceState, not a new history entry
+    page.type_into("#span-filter", "receipt")
+    assert page.js("new URLSearchParams(location.search).get('uiFind')") == "receipt"
+    page.js("location.reload()")
+    page.wait_for(
+        f"document.getElementById('span-detail')?.dataset.spanId === '{DB}'", "the span after a reload"
+    )
+    assert page.js("document.getElementById('span-filter').value") == "receipt"
+
+
+def test_compare_url_and_compare_from_search(ui):
+    page, base = ui
+    navigate(page, f"{base}/trace/{TRACE_ID}...{VARIANT_ID}?cohort={TRACE_ID}&cohort={VARIANT_ID}")
+    page.wait_for("document.querySelectorAll('#compare-table .cmp-row').length > 0", "the comparison")
+    rows = page.js(
+        """Object.fromEntries([...document.querySelectorAll('#compare-table .cmp-row')].map(r =>
+             [r.dataset.operation, [r.dataset.state, r.querySelector('[data-col=a]').textContent,
+                                    r.querySelector('[data-col=b]').textContent]]))"""
+    )
+    assert rows == {
+        "POST /checkout": ["same", "1", "1"],
+        "SELECT cart": ["changed", "1", "2"],
+        "charge_card": ["same", "1", "1"],
+        "send_receipt": ["only-a", "1", "–"],
+        "fraud_check": ["only-b", "–", "1"],
+    }, rows
+    save_artifact(page, Path(os.environ.get("TMPDIR", "/tmp")), "ui-compare.png")
+    # From the search results: tick two traces, press Compare.
+    navigate(page, f"{base}/search?service=checkout-api&lookback=1h")
+    result_ids(page)
+    for trace_id in (TRACE_ID, VARIANT_ID):
+        page.click(f'#trace-list .trace-item[data-trace-id="{trace_id}"] .compare-tick')
+    page.click("#compare-button")
+    page.wait_for("document.querySelectorAll('#compare-table .cmp-row').length === 5", "the comparison")
+    assert page.js("location.pathname").startswith("/trace/") and "..." in page.js("location.pathname")
+
+
+def test_critical_path_and_span_table(ui):
+    page, base = ui
+    open_trace(page, f"{base}/trace/{TRACE_ID}", rows=4)
+    segments = page.js(
+        """(() => { const t = window.aiecsTracing.state.trace;
+                   return Object.fromEntries([...t.critical].map(([id, segs]) =>
+                     [id, segs.map(([a, b]) => [Math.round((a - t.start) / 1000), Math.round((b - t.start) / 1000)])])); })()"""
+    )
+    # Walking back from the root's end: charge_card (30-110) ends last, inside it send_receipt;
+    # before charge_card started, SELECT cart (5-20).
+    assert segments == {
+        ROOT: [[110, 120], [20, 30], [0, 5]],
+        CHARGE: [[100, 110], [30, 90]],
+        RECEIPT: [[90, 100]],
+        DB: [[5, 20]],
+    }, segments
+    assert page.js("document.querySelectorAll('#wf-rows .cp-seg').length") == 7
+    page.click("#critical-toggle")
+    page.wait_for("document.querySelectorAll('#wf-rows .cp-seg').length === 0", "the critical path to hide")
+    page.click("#critical-toggle")
+    save_artifact(page, Path(os.environ.get("TMPDIR", "/tmp")), "ui-critical-path.png")
+
+    page.click("#tab-table")
+    page.wait_for("document.querySelectorAll('#span-table tbody tr').length === 4", "the span table")
+    stats = page.js(
+        """Object.fromEntries([...document.querySelectorAll('#span-table tbody tr')].map(tr =>
+             [tr.dataset.operation, Object.fromEntries([...tr.querySelectorAll('td')].map(td => [td.dataset.col, td.textContent]))]))"""
+    )
+    assert stats["charge_card"]["self"] == "70ms" and stats["charge_card"]["errors"] == "1", stats
+    assert stats["POST /checkout"]["self"] == "25ms" and stats["POST /checkout"]["total"] == "120ms", stats
+    assert stats["SELECT cart"]["count"] == "1" and stats["SELECT cart"]["avg"] == "15ms", stats
+    first = page.js("document.querySelector('#span-table tbody tr').dataset.operation")
+    assert first == "charge_card"  # sorted by self time, largest first
+    page.click('#span-table th[data-key="count"]')
+    save_artifact(page, Path(os.environ.get("TMPDIR", "/tmp")), "ui-span-table.png")
+    # A row leads to its spans in the timeline.
+    page.click('#span-table tbody tr[data-operation="send_receipt"]')
+    page.wait_for(
+        "document.querySelectorAll('#wf-rows .span-row.is-match').length === 1", "the operation's spans"
+    )
+
+
+def test_virtualised_waterfall_minimap_zoom_and_find(ui):
+    page, base = ui
+    open_trace(page, f"{base}/trace/{BIG_ID}")
+    rendered = page.js("document.querySelectorAll('#wf-rows .span-row').length")
+    assert 10 < rendered < 150, rendered  # only the rows in view, not all 1500
+    assert page.js("document.getElementById('trace-stats').innerText").count(str(BIG_SPANS)) == 1
+    # Scrolling renders the rows that come into view.
+    page.js("(() => { const s = document.getElementById('wf-scroll'); s.scrollTop = s.scrollHeight; })()")
+    last = page.js("window.aiecsTracing.state.trace.spans.at(-1).spanID")
+    page.wait_for(f"!!document.querySelector('#wf-rows .span-row[data-span-id=\"{last}\"]')", "the last row")
+    # Find reveals and counts matches across the whole trace.
+    page.type_into("#span-filter", "step-3")
+    expected = sum(1 for i in range(2, BIG_SPANS + 1) if i % 7 == 3)
+    assert (
+        page.js("document.getElementById('filter-count').textContent")
+        == f"{expected} of {BIG_SPANS} spans match"
+    )
+    page.type_into("#span-filter", "")
+    # Collapsing the root leaves one row, and it says how many spans it hides.
+    page.js("document.getElementById('wf-scroll').scrollTop = 0")
+    page.click('#wf-rows .span-row[data-depth="0"] .toggle')
+    page.wait_for("document.querySelectorAll('#wf-rows .span-row').length === 1", "the collapsed tree")
+    assert page.js("document.querySelector('#wf-rows .hidden-count').textContent") == f"+{BIG_SPANS - 1}"
+    page.click("#expand-all")
+    # Dragging across the minimap zooms the waterfall to that range.
+    box = page.js(
+        "(() => { const r = document.getElementById('minimap').getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()"
+    )
+    x0, y = box[0] + box[2] * 0.25, box[1] + box[3] / 2
+    x1 = box[0] + box[2] * 0.5
+    width_before = page.js(
+        "document.querySelector('#wf-rows .span-row .span-bar').getBoundingClientRect().width"
+    )
+    for kind, x in (("mousePressed", x0), ("mouseMoved", (x0 + x1) / 2), ("mouseReleased", x1)):
+        page.send(
+            "Input.dispatchMouseEvent",
+            {
+                "type": kind,
+                "x": x,
+                "y": y,
+                "button": "left",
+                "buttons": 1 if kind != "mouseReleased" else 0,
+                "clickCount": 1,
+            },
+        )
+    zoom = page.wait_for("(z => z[0] > 0 ? z : null)(window.aiecsTracing.state.zoom)", "the zoom to apply")
+    assert abs(zoom[0] - 0.25) < 0.02 and abs(zoom[1] - 0.5) < 0.02, zoom
+    assert page.js("document.getElementById('zoom-reset').hidden") is False
+    first_tick = page.js("document.querySelector('.wf-ticks .tick').textContent")
+    assert first_tick.endswith("ms") and abs(float(first_tick[:-2]) - 750) < 40, first_tick  # ~25% of 3s
+    width_after = page.js(
+        "document.querySelector('#wf-rows .span-row .span-bar').getBoundingClientRect().width"
+    )
+    assert width_after > width_before * 3, (width_before, width_after)
+    page.click("#zoom-reset")
+    assert page.js("window.aiecsTracing.state.zoom") == [0, 1]
+
+
+def test_collapsed_errors_clock_skew_and_warnings(ui):
+    page, base = ui
+    open_trace(page, f"{base}/trace/{TRACE_ID}", rows=4)
+    page.click(f'#wf-rows .span-row[data-span-id="{ROOT}"] .toggle')
+    page.wait_for("document.querySelectorAll('#wf-rows .span-row').length === 1", "the collapsed root")
+    assert page.js("document.querySelector('#wf-rows .hidden-errors').textContent") == "! 1"
+    open_trace(page, f"{base}/trace/{SKEW_ID}", rows=2)
+    marks = page.js(
+        "[...document.querySelectorAll('#wf-rows .span-row .skew-mark')].map(m => m.closest('.span-row').dataset.spanId)"
+    )
+    assert marks == [SKEW_CHILD]
+    page.click(f'#wf-rows .span-row[data-span-id="{SKEW_CHILD}"] .span-op')
+    warnings = page.wait_for(
+        "document.querySelector('#span-detail .sd-warnings')?.innerText", "the span's warnings"
+    )
+    raw = httpx.get(f"{base}/api/traces/{SKEW_ID}", trust_env=False).json()["data"][0]
+    api_warnings = [
+        w for sp in raw["spans"] if sp["spanID"] == SKEW_CHILD for w in (sp.get("warnings") or [])
+    ]
+    for text in api_warnings:  # the collector's Jaeger warnings are shown as they are
+        assert text in warnings, (text, warnings)
+    assert "parent" in warnings
+
+
+def test_download_and_upload_json(ui, tmp_path):
+    page, base = ui
+    open_trace(page, f"{base}/trace/{TRACE_ID}", rows=4)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    page.send("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    page.click("#download-json")
+    deadline = time.monotonic() + 10
+    target = downloads / f"trace-{TRACE_ID}.json"
+    while not (target.exists() and target.stat().st_size) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    doc = json.loads(target.read_text())
+    assert doc["data"][0]["traceID"] == TRACE_ID and len(doc["data"][0]["spans"]) == 4
+
+    # Upload an OTLP JSON file of a trace the collector never received.
+    otlp_file = tmp_path / "otlp-trace.json"
+    otlp_file.write_text(
+        json.dumps(json.loads(json.dumps(otlp_trace(time.time_ns())).replace(TRACE_ID, UPLOAD_ID)))
+    )
+    navigate(page, f"{base}/search")
+    root = page.send("DOM.getDocument")["root"]["nodeId"]
+    node = page.send("DOM.querySelector", {"nodeId": root, "selector": "#upload-input"})["nodeId"]
+    page.send("DOM.setFileInputFiles", {"nodeId": node, "files": [str(otlp_file)]})
+    assert result_ids(page) == [UPLOAD_ID]
+    assert "not stored" in page.js("document.getElementById('results-count').textContent")
+    page.click("#trace-list .trace-item a.trace-link")
+    page.wait_for("document.querySelectorAll('#wf-rows .span-row').length === 4", "the uploaded trace")
+    assert page.js("document.querySelectorAll('#wf-rows .span-row.is-error').length") == 1
+    assert httpx.get(f"{base}/api/traces/{UPLOAD_ID}", trust_env=False).status_code == 404
+    # The downloaded Jaeger JSON opens the same way.
+    navigate(page, f"{base}/search")
+    root = page.send("DOM.getDocument")["root"]["nodeId"]
+    node = page.send("DOM.querySelector", {"nodeId": root, "selector": "#upload-input"})["nodeId"]
+    page.send("DOM.setFileInputFiles", {"nodeId": node, "files": [str(target)]})
+    assert result_ids(page) == [TRACE_ID]
+
+
+def test_monitor_page(ui):
+    page, base = ui
+    navigate(page, f"{base}/monitor?service=billing-worker&lookback=1h")
+    page.wait_for("document.querySelectorAll('#monitor-table tbody tr').length > 0", "the monitor table")
+    rows = page.js(
+        """Object.fromEntries([...document.querySelectorAll('#monitor-table tbody tr')].map(tr =>
+             [tr.dataset.operation, [...tr.querySelectorAll('td')].map(td => td.textContent)]))"""
+    )
+    # Entry spans of billing-worker in the last hour: charge_card (consumer) twice, one failed.
+    assert list(rows) == ["charge_card"], rows
+    assert rows["charge_card"][1] == "2" and rows["charge_card"][3] == "50%", rows
+    assert page.js("document.querySelectorAll('#chart-latency path.series').length") == 3
+    assert page.js("document.querySelectorAll('#chart-rate path.series').length") == 1
+    page.click('#monitor-table tbody tr[data-operation="charge_card"]')
+    page.wait_for(
+        "document.getElementById('monitor-title').textContent.includes('charge_card')", "one operation"
+    )
+    assert page.js("new URLSearchParams(location.search).get('operation')") == "charge_card"
+    # Every span kind, on another service, from the URL.
+    navigate(page, f"{base}/monitor?service=checkout-api&lookback=2h&spanKind=all")
+    page.wait_for("document.querySelectorAll('#monitor-table tbody tr').length === 2", "both operations")
+    assert page.js("document.getElementById('monitor-kind').value") == "all"
+    assert page.js("document.getElementById('monitor-lookback').value") == "2h"
+
+
+def fnv_colour(service: str) -> str:
+    palette = page_palette()
+    h = 0x811C9DC5  # FNV-1a over the name's characters, as app.js hashes it
+    for ch in service:
+        h ^= ord(ch)
+        h = (h * 0x01000193) & 0xFFFFFFFF
+    return palette[h % len(palette)]
+
+
+def page_palette() -> list[str]:
+    source = (REPO / "aiecs_tracing" / "collector" / "ui" / "app.js").read_text()
+    block = source[source.index("const PALETTE = [") : source.index("];", source.index("const PALETTE = ["))]
+    return [part.strip().strip("'") for part in block.split("[", 1)[1].split(",") if part.strip()]
+
+
+def test_one_colour_per_service_on_every_page(ui):
+    page, base = ui
+    css = "(c => { const d = document.createElement('div'); d.style.color = c; document.body.append(d); const v = getComputedStyle(d).color; d.remove(); return v; })"
+    want = page.js(f"{css}('{fnv_colour('ml-service')}')")
+    navigate(page, f"{base}/search?service=ml-service&lookback=1h")
+    result_ids(page)
+    chips = page.js(
+        """[...document.querySelectorAll('#trace-list .svc-chip')].filter(c => c.title === 'ml-service')
+             .map(c => getComputedStyle(c.querySelector('.svc-dot')).backgroundColor)"""
+    )
+    assert chips and set(chips) == {want}, (chips, want)
+    page.click("#trace-list .trace-item a.trace-link")
+    page.wait_for("document.querySelectorAll('#wf-rows .span-row').length === 3", "the ml-service trace")
+    spans = page.js(
+        """[...document.querySelectorAll('#wf-rows .span-service')].filter(s => s.textContent === 'ml-service')
+             .map(s => getComputedStyle(s).color)"""
+    )
+    assert spans and set(spans) == {want}, (spans, want)
+    navigate(page, f"{base}/dependencies?lookback=2d")
+    page.wait_for("document.querySelectorAll('#deps-graph .node').length >= 3", "the dependency graph")
+    accent = page.js(
+        """getComputedStyle(document.querySelector('#deps-graph .node[data-service="ml-service"] .node-accent')).fill"""
+    )
+    assert accent == want
+    assert page.js("document.getElementById('deps-lookback').value") == "2d"
+    assert page.js("new URLSearchParams(location.search).get('lookback')") == "2d"
+    # Nothing in the graph overlaps: node boxes and call-count labels.
+    boxes = page.js(
+        """[...document.querySelectorAll('#deps-graph .node rect:not(.node-accent), #deps-graph .edge-label rect')]
+             .map(r => { const b = r.getBoundingClientRect(); return [b.left, b.top, b.right, b.bottom]; })"""
+    )
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            assert not (a[0] < b[2] - 1 and b[0] < a[2] - 1 and a[1] < b[3] - 1 and b[1] < a[3] - 1), (a, b)
+    page.js(
+        """(() => { const s = document.getElementById('deps-lookback'); s.value = '7d';
+                   s.dispatchEvent(new Event('change')); })()"""
+    )
+    page.wait_for("new URLSearchParams(location.search).get('lookback') === '7d'", "the lookback in the URL")
