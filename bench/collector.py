@@ -148,14 +148,14 @@ def post_batches(port: int, bodies: list[bytes], errors: list[str]) -> None:
     connection.close()
 
 
-def wait_stored(port: int, count: int, timeout: float = 300.0) -> int:
+def wait_stored(port: int, count: int, timeout: float = 300.0, poll: float = 0.02) -> int:
     deadline = time.monotonic() + timeout
     stored = 0
     while time.monotonic() < deadline:
         stored = get_json(port, "/api/stats")["stored"]
         if stored >= count:
             return stored
-        time.sleep(0.02)
+        time.sleep(poll)
     raise RuntimeError(f"only {stored} of {count} spans stored after {timeout}s")
 
 
@@ -255,7 +255,7 @@ def paced_client(port: int, ui_port: int, bodies: list[bytes], until: float, cou
         post_until_accepted(connection, port, bodies[index % len(bodies)], refused)
         index += 1
         counts.append(BATCH_SPANS)
-        wait_stored(ui_port, base + index * BATCH_SPANS)
+        wait_stored(ui_port, base + index * BATCH_SPANS, poll=0.002)
     connection.close()
 
 
@@ -283,7 +283,7 @@ def query_probe(port: int, trace_hex: str, stop: threading.Event, timings: list[
 
 
 def run_overload(batches: int, seconds: float) -> list[tuple[str, str, str, str]]:
-    """One paced client, then 2 and then 4 unpaced ones, each for ``seconds``, on one server.
+    """One paced client, then 2 and then 4 unpaced ones, each for ``seconds`` on a fresh server.
 
     A phase's rate is the spans answered 200 during it / the time until all of them are
     stored (so spans acknowledged but still queued count only once they are written).
@@ -298,13 +298,14 @@ def run_overload(batches: int, seconds: float) -> list[tuple[str, str, str, str]
     rates: dict[str, float] = {}
     refusals: dict[str, int] = {}
     probe: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="aiecs-bench-") as directory:
-        server = ServeProcess(os.path.join(directory, "traces.sqlite3"))
-        try:
-            errors: list[str] = []
-            post_batches(server.otlp_port, [small_trace], errors)
-            stored = wait_stored(server.ui_port, 20)
-            for name, clients in phases:
+    # Every phase on a fresh server and database, so no phase pays for another's rows.
+    for name, clients in phases:
+        with tempfile.TemporaryDirectory(prefix="aiecs-bench-") as directory:
+            server = ServeProcess(os.path.join(directory, "traces.sqlite3"))
+            try:
+                errors: list[str] = []
+                post_batches(server.otlp_port, [small_trace], errors)
+                stored = wait_stored(server.ui_port, 20)
                 refused: list[int] = []
                 counts: list[int] = []
                 started = time.perf_counter()
@@ -333,8 +334,8 @@ def run_overload(batches: int, seconds: float) -> list[tuple[str, str, str, str]
                 rates[name] = sum(counts) / elapsed
                 refusals[name] = len(refused)
                 print(f"{name}: {sum(counts)} spans in {elapsed:.1f}s, {len(refused)} refusals", file=sys.stderr)
-        finally:
-            server.stop()
+            finally:
+                server.stop()
     probe.sort()
     paced = rates["paced x1"]
     rows = [

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .connections import RequestHead
 from .exposure import TOKEN_COOKIE, query_token, token_matches, without_token
 from .http_base import _BaseHandler, admit_exposed
+from .http_head import RequestHead
 from .jaeger_json import traces_json
 from .model import normalize_trace_id
 from .otlp_http import JSON, PROTOBUF, OtlpHandler, admit_otlp, gunzip_limited, release_otlp
@@ -150,6 +150,9 @@ class QueryHandler(_BaseHandler):
         elif route in (["dependencies"], ["monitor"]):  # aggregates for the UI: metrics_api.py
             from . import metrics_api
 
+            for name in ("endTs", "lookback"):  # a window SQLite can hold, or a 400 naming the parameter
+                int_param(params, name, MAX_US // 2000)
+
             try:
                 data = metrics_api.query(store.path, route[0], params, time.time())
             except ValueError as exc:
@@ -193,16 +196,6 @@ class QueryHandler(_BaseHandler):
         """The envelope around traces already rendered as JSON text."""
         body = f'{{"data":[{",".join(traces)}],"total":{len(traces)},"limit":0,"offset":0,"errors":null}}'
         self.respond(200, body.encode("utf-8", "replace"), "application/json; charset=utf-8")
-
-    def _dependencies(self, params: dict[str, list[str]]) -> None:
-        end_ms = int_param(params, "endTs", MAX_US // 2000)
-        if end_ms is None:
-            end_ms = int(time.time() * 1000)
-        lookback_ms = int_param(params, "lookback", MAX_US // 2000)
-        if lookback_ms is None:
-            lookback_ms = DEFAULT_DEPENDENCY_LOOKBACK_MS
-        links = self.collector.store.dependencies((end_ms - lookback_ms) * 1000, end_ms * 1000)
-        self.respond_json(200, envelope([{"parent": p, "child": c, "callCount": n} for p, c, n in links]))
 
     # ---------------------------------------------------------------- UI
 

@@ -134,8 +134,9 @@ class OtlpHandler(_BaseHandler):
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         as_json = content_type == JSON
         try:
-            body = self._read_body()
-            rows, rejected, reason = self._decode(body, content_type)
+            with self.collector.decode_slots:  # decoding holds the GIL: more at once only adds switching
+                body = self._read_body()
+                rows, rejected, reason = self._decode(body, content_type)
         except ApiError as exc:
             stats.reject_payload(self.RECEIVER)
             self._respond_status(exc.status, exc.message, as_json, close=exc.status in (411, 413))

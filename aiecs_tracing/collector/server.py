@@ -131,6 +131,7 @@ class Collector:
         self.insecure_no_auth = insecure_no_auth and not self.auth_token and not self.loopback_only
         self.max_db_bytes = max_db_bytes
         self.in_flight = BytesInFlight(max_bytes_in_flight)
+        self.decode_slots = threading.BoundedSemaphore(int(os.environ.get("AIECS_COLLECTOR_DECODERS", "2")))
         self.commit_timeout = commit_timeout
         self.max_connections = max_connections
         self.host = host
