@@ -54,27 +54,28 @@ import time
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.context import Context
-from opentelemetry.trace import SpanKind
-
-from ..core.guard import report_error
+from ..core.instrumentation import (
+    NEW_TRACE,
+    SpanKind,
+    active_manager,
+    attach,
+    detach,
+    guarded,
+    guarded_hook,
+    integration_secret_keys,
+    scrub_text,
+    start_span,
+)
 from ..core.manager import get_tracing_manager
-from ..core.redaction import integration_secret_keys, scrub_text
-
-try:
-    from celery import signals as _signals
-except ImportError as _exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "aiecs_tracing.integrations.celery needs Celery: pip install 'aiecs-tracing[celery]'"
-    ) from _exc
+from ._contract import Installation, install_once, installation_of, require_framework, uninstall_installed
 
 if TYPE_CHECKING:
+    from ..core.instrumentation import Span
     from ..core.manager import TracingManager
-    from ..core.span import Span
 
 __all__ = ["install_celery_tracing", "uninstall_celery_tracing", "is_celery_tracing_installed"]
 
-_STATE_ATTR = "_aiecs_celery_tracing"
+_FRAMEWORK = "celery"
 _TRACE_KEYS = ("traceparent", "tracestate", "baggage", "uber-trace-id")
 _UBERCTX = "uberctx-"
 #: Tasks with a hard time limit remembered by the worker's main process (task id -> context),
@@ -134,7 +135,7 @@ def _strip_trace_headers(headers: dict[str, Any]) -> None:
         del headers[key]
 
 
-class _CeleryTracing:
+class _CeleryTracing(Installation):
     """The per-app installation: signal receivers, the ``send_task`` wrapper, open spans."""
 
     def __init__(self, app: Any, tracing: TracingManager | None) -> None:
@@ -149,6 +150,8 @@ class _CeleryTracing:
         self._watch_lock = threading.Lock()
         self._previous_send_task: Any = None
         self._had_instance_send_task = False
+        from celery import signals as _signals  # require_framework("celery") checked it
+
         uid = f"aiecs_tracing.celery.{id(app)}"
         self._connections = [
             (_signals.before_task_publish, self.on_before_publish, uid + ".before_publish"),
@@ -166,12 +169,9 @@ class _CeleryTracing:
 
     # --- set-up ---------------------------------------------------------------------------
     def manager(self) -> TracingManager | None:
-        tracing = self.tracing or get_tracing_manager()
-        if tracing is None or not tracing._active:
-            return None
-        return tracing
+        return active_manager(self.tracing)
 
-    def install(self) -> None:
+    def install(self) -> _CeleryTracing:
         for signal, receiver, uid in self._connections:
             signal.connect(receiver, weak=False, dispatch_uid=uid)
         app = self.app
@@ -180,6 +180,7 @@ class _CeleryTracing:
         self._previous_send_task = original
         app.send_task = self._wrap_send_task(original)
         self.active = True
+        return self
 
     def uninstall(self) -> None:
         self.active = False
@@ -226,6 +227,7 @@ class _CeleryTracing:
         return send_task
 
     # --- publish --------------------------------------------------------------------------
+    @guarded_hook("celery publish")
     def on_before_publish(
         self,
         sender: Any = None,
@@ -239,88 +241,83 @@ class _CeleryTracing:
         publish = _publishing.get()
         if publish is None or publish.state is not self or publish.span is not None:
             return
-        try:
-            if not isinstance(headers, dict):
-                return
-            task_id = headers.get("id")
-            retries = headers.get("retries")
-            eta = headers.get("eta")
-            if task_id is None and isinstance(body, dict):  # task protocol 1
-                task_id, retries, eta = body.get("id"), body.get("retries"), body.get("eta")
-            # Few attributes on purpose: every one is paid by the caller at every publish.
-            attributes: dict[str, Any] = {
-                "component": "celery",
-                "messaging.system": "celery",
-                "messaging.operation.type": "send",
-                "celery.task_name": sender if type(sender) is str else str(sender),
-            }
-            if task_id is not None:
-                attributes["messaging.message.id"] = str(task_id)
-            if routing_key:
-                attributes["messaging.destination.name"] = str(routing_key)
-            if exchange:
-                attributes["celery.exchange"] = str(getattr(exchange, "name", exchange))
-            if retries:
-                attributes["celery.retries"] = int(retries)
-                attributes["messaging.celery.retries"] = int(retries)
-            if eta:
-                attributes["celery.eta"] = str(eta)
-            tracing = publish.tracing
-            if "traceparent" in headers or "uber-trace-id" in headers:
-                _strip_trace_headers(headers)
-            span = tracing.start_light_span(f"send {sender}", attributes, SpanKind.PRODUCER)
-            publish.span = span
-            tracing.inject_span_context(span, headers)
-        except Exception as exc:
-            report_error("celery publish", exc)
+        if not isinstance(headers, dict):
+            return
+        task_id = headers.get("id")
+        retries = headers.get("retries")
+        eta = headers.get("eta")
+        if task_id is None and isinstance(body, dict):  # task protocol 1
+            task_id, retries, eta = body.get("id"), body.get("retries"), body.get("eta")
+        # Few attributes on purpose: every one is paid by the caller at every publish.
+        attributes: dict[str, Any] = {
+            "component": "celery",
+            "messaging.system": "celery",
+            "messaging.operation.type": "send",
+            "celery.task_name": sender if type(sender) is str else str(sender),
+        }
+        if task_id is not None:
+            attributes["messaging.message.id"] = str(task_id)
+        if routing_key:
+            attributes["messaging.destination.name"] = str(routing_key)
+        if exchange:
+            attributes["celery.exchange"] = str(getattr(exchange, "name", exchange))
+        if retries:
+            attributes["celery.retries"] = int(retries)
+            attributes["messaging.celery.retries"] = int(retries)
+        if eta:
+            attributes["celery.eta"] = str(eta)
+        tracing = publish.tracing
+        if "traceparent" in headers or "uber-trace-id" in headers:
+            _strip_trace_headers(headers)
+        span = start_span(tracing, f"send {sender}", attributes, SpanKind.PRODUCER, fast=True)
+        publish.span = span
+        tracing.inject_span_context(span, headers)
 
     # --- execution ------------------------------------------------------------------------
+    @guarded_hook("celery prerun")
     def on_prerun(self, sender: Any = None, task_id: Any = None, task: Any = None, **_: Any) -> None:
         task = task if task is not None else sender
         if task is None or not self.active:
             return
-        try:
-            if task.app is not self.app:
-                return
-            tracing = self.manager()
-            if tracing is None:
-                return
-            request = task.request
-            retries = request.retries or 0
-            name = task.name
-            eager = bool(request.is_eager)
-            attributes: dict[str, Any] = {
-                "component": "celery",
-                "messaging.system": "celery",
-                "messaging.operation.type": "process",
-                "messaging.operation.name": "run",
-                "celery.action": "run",
-                "celery.task_name": str(name),
-                "celery.retries": int(retries),
-                "messaging.celery.retries": int(retries),
-            }
-            if task_id is not None:
-                attributes["messaging.message.id"] = str(task_id)
-            if eager:
-                attributes["celery.eager"] = True
-                parent = None
-                kind = SpanKind.INTERNAL
-            else:
-                carrier = _request_carrier(request)
-                parent = tracing.extract_span_context(carrier) if carrier is not None else None
-                if parent is None:
-                    parent = _NO_PARENT  # an untraced publisher: a new trace, whatever is current here
-                kind = SpanKind.CONSUMER
-                delivery = request.delivery_info
-                if isinstance(delivery, dict) and delivery.get("routing_key"):
-                    attributes["messaging.destination.name"] = str(delivery["routing_key"])
-                if request.hostname:
-                    attributes["celery.hostname"] = str(request.hostname)
-            span = tracing._start("run " + str(name), attributes, kind, parent)
-            token = tracing.attach(span)
-            self.running[(task_id, retries)] = (span, token, tracing)
-        except Exception as exc:
-            report_error("celery prerun", exc)
+        if task.app is not self.app:
+            return
+        tracing = self.manager()
+        if tracing is None:
+            return
+        request = task.request
+        retries = request.retries or 0
+        name = task.name
+        eager = bool(request.is_eager)
+        attributes: dict[str, Any] = {
+            "component": "celery",
+            "messaging.system": "celery",
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "run",
+            "celery.action": "run",
+            "celery.task_name": str(name),
+            "celery.retries": int(retries),
+            "messaging.celery.retries": int(retries),
+        }
+        if task_id is not None:
+            attributes["messaging.message.id"] = str(task_id)
+        if eager:
+            attributes["celery.eager"] = True
+            parent = None
+            kind = SpanKind.INTERNAL
+        else:
+            carrier = _request_carrier(request)
+            parent = tracing.extract_span_context(carrier) if carrier is not None else None
+            if parent is None:
+                parent = NEW_TRACE  # an untraced publisher: a new trace, whatever is current here
+            kind = SpanKind.CONSUMER
+            delivery = request.delivery_info
+            if isinstance(delivery, dict) and delivery.get("routing_key"):
+                attributes["messaging.destination.name"] = str(delivery["routing_key"])
+            if request.hostname:
+                attributes["celery.hostname"] = str(request.hostname)
+        span = start_span(tracing, "run " + str(name), attributes, kind, parent)
+        token = attach(tracing, span)
+        self.running[(task_id, retries)] = (span, token, tracing)
 
     def _entry_key(self, task: Any, task_id: Any) -> tuple[Any, Any] | None:
         request = getattr(task, "request", None)
@@ -328,112 +325,104 @@ class _CeleryTracing:
             return None
         return (task_id, request.retries or 0)
 
+    @guarded_hook("celery postrun")
     def on_postrun(
         self, sender: Any = None, task_id: Any = None, task: Any = None, state: Any = None, **_: Any
     ) -> None:
         if not self.running:
             return
-        try:
-            task = task if task is not None else sender
-            key = self._entry_key(task, task_id)
-            entry = self.running.pop(key, None) if key is not None else None
-            if entry is None:
-                return
-            span, token, tracing = entry
-            tracing.detach(token)
-            if state:
-                span._otel.set_attribute("celery.state", str(state))
-            if (not state or state == "FAILURE") and span._otel.status.is_ok:
-                # No task_failure: an exception is escaping Celery's handling - eager with
-                # task_eager_propagates, or SystemExit when the worker terminates the child
-                # (hard time limit, revoke with terminate=True). postrun runs in a finally.
-                escaping = sys.exc_info()[1]
-                if escaping is not None:
-                    if not state:
-                        interrupted = isinstance(escaping, (SystemExit, KeyboardInterrupt))
-                        span._otel.set_attribute("celery.state", "INTERRUPTED" if interrupted else "FAILURE")
-                    span.record_exception(escaping)
-                elif state == "FAILURE":
-                    span.set_status_error("task failed")
-            span.finish()
-        except Exception as exc:
-            report_error("celery postrun", exc)
+        task = task if task is not None else sender
+        key = self._entry_key(task, task_id)
+        entry = self.running.pop(key, None) if key is not None else None
+        if entry is None:
+            return
+        span, token, tracing = entry
+        detach(tracing, token)
+        if state:
+            span.otel_span.set_attribute("celery.state", str(state))
+        if (not state or state == "FAILURE") and span.otel_span.status.is_ok:
+            # No task_failure: an exception is escaping Celery's handling - eager with
+            # task_eager_propagates, or SystemExit when the worker terminates the child
+            # (hard time limit, revoke with terminate=True). postrun runs in a finally.
+            escaping = sys.exc_info()[1]
+            if escaping is not None:
+                if not state:
+                    interrupted = isinstance(escaping, (SystemExit, KeyboardInterrupt))
+                    span.otel_span.set_attribute("celery.state", "INTERRUPTED" if interrupted else "FAILURE")
+                span.record_exception(escaping)
+            elif state == "FAILURE":
+                span.set_status_error("task failed")
+        span.finish()
 
+    @guarded_hook("celery failure")
     def on_failure(
         self, sender: Any = None, task_id: Any = None, exception: Any = None, einfo: Any = None, **_: Any
     ) -> None:
-        try:
-            if sender is None or sender.app is not self.app:
-                return
-            key = self._entry_key(sender, task_id)
-            entry = self.running.get(key) if key is not None else None
-            if entry is not None:
-                span = entry[0]
-                span._otel.set_attribute("celery.state", "FAILURE")
-                if isinstance(exception, BaseException):
-                    span.record_exception(exception)
-                else:
-                    span.set_status_error("task failed")
-                return
-            # Not running in this process: the worker's main process learnt of a hard
-            # time-limit kill or a lost child. The child's own span never ended.
-            carrier, name, retries, started = self._forget(task_id, sender)
-            if carrier is None and key is not None:  # a lost child: the request was pushed
-                carrier = _request_carrier(sender.request)
-            kind = type(exception).__name__
-            extra: dict[str, Any] = {"celery.state": "FAILURE"}
-            if kind == "TimeLimitExceeded":
-                extra["celery.time_limit_exceeded"] = True
-                extra["celery.terminated"] = True
-                operation = "time limit "
-            elif kind == "WorkerLostError":
-                extra["celery.terminated"] = True
-                operation = "worker lost "
-            else:  # e.g. Reject(requeue=False), recorded by the main process
-                operation = "failure "
-            # The execution's own span (if the child could end it) is "run <task>"; this one
-            # is what the worker's main process did about it, beside it under the publish span.
-            self._stand_in(name, task_id, retries, carrier, extra, exception=exception, start=started, operation=operation)
-        except Exception as exc:
-            report_error("celery failure", exc)
+        if sender is None or sender.app is not self.app:
+            return
+        key = self._entry_key(sender, task_id)
+        entry = self.running.get(key) if key is not None else None
+        if entry is not None:
+            span = entry[0]
+            span.otel_span.set_attribute("celery.state", "FAILURE")
+            if isinstance(exception, BaseException):
+                span.record_exception(exception)
+            else:
+                span.set_status_error("task failed")
+            return
+        # Not running in this process: the worker's main process learnt of a hard
+        # time-limit kill or a lost child. The child's own span never ended.
+        carrier, name, retries, started = self._forget(task_id, sender)
+        if carrier is None and key is not None:  # a lost child: the request was pushed
+            carrier = _request_carrier(sender.request)
+        kind = type(exception).__name__
+        extra: dict[str, Any] = {"celery.state": "FAILURE"}
+        if kind == "TimeLimitExceeded":
+            extra["celery.time_limit_exceeded"] = True
+            extra["celery.terminated"] = True
+            operation = "time limit "
+        elif kind == "WorkerLostError":
+            extra["celery.terminated"] = True
+            operation = "worker lost "
+        else:  # e.g. Reject(requeue=False), recorded by the main process
+            operation = "failure "
+        # The execution's own span (if the child could end it) is "run <task>"; this one
+        # is what the worker's main process did about it, beside it under the publish span.
+        self._stand_in(name, task_id, retries, carrier, extra, exception=exception, start=started, operation=operation)
 
+    @guarded_hook("celery retry")
     def on_retry(self, sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
         if request is None or not self.running:
             return
-        try:
-            entry = self.running.get((request.id, request.retries or 0))
-            if entry is None:
-                return
-            span = entry[0]
-            span._otel.set_attribute("celery.state", "RETRY")
-            text = scrub_text(str(reason)[:1280], integration_secret_keys())[:1024]  # an error text may hold a DSN
-            span._otel.set_attribute("celery.retry.reason", text)
-            span._otel.add_event("retry", {"celery.retry.reason": text})
-        except Exception as exc:
-            report_error("celery retry", exc)
+        entry = self.running.get((request.id, request.retries or 0))
+        if entry is None:
+            return
+        span = entry[0]
+        span.otel_span.set_attribute("celery.state", "RETRY")
+        text = scrub_text(str(reason)[:1280], integration_secret_keys())[:1024]  # an error text may hold a DSN
+        span.otel_span.set_attribute("celery.retry.reason", text)
+        span.otel_span.add_event("retry", {"celery.retry.reason": text})
 
     # --- outcomes only the worker's main process sees -------------------------------------
+    @guarded_hook("celery received")
     def on_received(self, sender: Any = None, request: Any = None, **_: Any) -> None:
         """Remember the context of tasks with a hard time limit: a kill is reported here."""
-        try:
-            if request is None or not self.active:
-                return
-            task = getattr(request, "task", None)
-            if task is None or task.app is not self.app:
-                return
-            limits = request.time_limits
-            hard = (limits[0] if limits else None) or task.time_limit or self.app.conf.task_time_limit
-            if not hard or self.manager() is None:
-                return
-            headers = getattr(request, "request_dict", None)
-            carrier = _header_carrier(headers) or _header_carrier((headers or {}).get("headers"))
-            retries = (headers or {}).get("retries", 0)
-            with self._watch_lock:
-                self.watched[request.id] = (carrier, request.name, retries, time.time())
-                while len(self.watched) > _MAX_WATCHED:
-                    self.watched.popitem(last=False)
-        except Exception as exc:
-            report_error("celery received", exc)
+        if request is None or not self.active:
+            return
+        task = getattr(request, "task", None)
+        if task is None or task.app is not self.app:
+            return
+        limits = request.time_limits
+        hard = (limits[0] if limits else None) or task.time_limit or self.app.conf.task_time_limit
+        if not hard or self.manager() is None:
+            return
+        headers = getattr(request, "request_dict", None)
+        carrier = _header_carrier(headers) or _header_carrier((headers or {}).get("headers"))
+        retries = (headers or {}).get("retries", 0)
+        with self._watch_lock:
+            self.watched[request.id] = (carrier, request.name, retries, time.time())
+            while len(self.watched) > _MAX_WATCHED:
+                self.watched.popitem(last=False)
 
     def _forget(self, task_id: Any, task: Any) -> tuple[dict[str, Any] | None, str, Any, float | None]:
         with self._watch_lock:
@@ -444,6 +433,7 @@ class _CeleryTracing:
             return None, str(getattr(task, "name", "?")), retries, None
         return found
 
+    @guarded_hook("celery revoked")
     def on_revoked(
         self,
         sender: Any = None,
@@ -453,36 +443,33 @@ class _CeleryTracing:
         expired: Any = False,
         **_: Any,
     ) -> None:
-        try:
-            if sender is None or request is None or sender.app is not self.app:
-                return
-            attributes: dict[str, Any] = {"celery.state": "REVOKED"}
-            if terminated:
-                attributes["celery.terminated"] = True
-                if signum is not None:
-                    attributes["celery.terminated.signal"] = str(signum)
-            if expired:
-                attributes["celery.revoked.reason"] = "expired"
-            description = "expired" if expired else ("terminated" if terminated else None)
-            entry = self.running.get((request.id, request.retries or 0))
-            if entry is not None:  # solo/threads: the execution's own span, ended by postrun
-                span = entry[0]
-                for key, value in attributes.items():
-                    span._otel.set_attribute(key, value)
-                if description:
-                    span.set_status_error(f"task {description}")
-                return
-            carrier, name, retries, started = self._forget(request.id, sender)
-            if carrier is None:
-                carrier = _request_carrier(request)
-            # Revoked before it ran: this is its run span. Terminated while running in a child:
-            # the child ends its own run span; this records the termination beside it.
-            operation = "terminate " if terminated else "run "
-            self._stand_in(
-                name, request.id, retries, carrier, attributes, description=description, start=started, operation=operation
-            )
-        except Exception as exc:
-            report_error("celery revoked", exc)
+        if sender is None or request is None or sender.app is not self.app:
+            return
+        attributes: dict[str, Any] = {"celery.state": "REVOKED"}
+        if terminated:
+            attributes["celery.terminated"] = True
+            if signum is not None:
+                attributes["celery.terminated.signal"] = str(signum)
+        if expired:
+            attributes["celery.revoked.reason"] = "expired"
+        description = "expired" if expired else ("terminated" if terminated else None)
+        entry = self.running.get((request.id, request.retries or 0))
+        if entry is not None:  # solo/threads: the execution's own span, ended by postrun
+            span = entry[0]
+            for key, value in attributes.items():
+                span.otel_span.set_attribute(key, value)
+            if description:
+                span.set_status_error(f"task {description}")
+            return
+        carrier, name, retries, started = self._forget(request.id, sender)
+        if carrier is None:
+            carrier = _request_carrier(request)
+        # Revoked before it ran: this is its run span. Terminated while running in a child:
+        # the child ends its own run span; this records the termination beside it.
+        operation = "terminate " if terminated else "run "
+        self._stand_in(
+            name, request.id, retries, carrier, attributes, description=description, start=started, operation=operation
+        )
 
     def on_unknown(self, sender: Any = None, message: Any = None, name: Any = None, id: Any = None, **_: Any) -> None:
         self._on_bad_message(sender, message, name, id, "unknown task", "UNKNOWN")
@@ -490,19 +477,17 @@ class _CeleryTracing:
     def on_rejected(self, sender: Any = None, message: Any = None, **_: Any) -> None:
         self._on_bad_message(sender, message, None, None, "message rejected", "REJECTED")
 
+    @guarded_hook("celery bad message")
     def _on_bad_message(self, consumer: Any, message: Any, name: Any, task_id: Any, why: str, state: str) -> None:
-        try:
-            if consumer is None or getattr(consumer, "app", None) is not self.app:
-                return
-            headers = getattr(message, "headers", None) or {}
-            carrier = _header_carrier(headers)
-            if not isinstance(headers, dict):
-                headers = {}
-            name = name or headers.get("task") or "unknown"
-            task_id = task_id or headers.get("id")
-            self._stand_in(str(name), task_id, headers.get("retries", 0), carrier, {"celery.state": state}, description=why)
-        except Exception as exc:
-            report_error("celery bad message", exc)
+        if consumer is None or getattr(consumer, "app", None) is not self.app:
+            return
+        headers = getattr(message, "headers", None) or {}
+        carrier = _header_carrier(headers)
+        if not isinstance(headers, dict):
+            headers = {}
+        name = name or headers.get("task") or "unknown"
+        task_id = task_id or headers.get("id")
+        self._stand_in(str(name), task_id, headers.get("retries", 0), carrier, {"celery.state": state}, description=why)
 
     def _stand_in(
         self,
@@ -537,12 +522,13 @@ class _CeleryTracing:
             attributes["messaging.message.id"] = str(task_id)
         # A stand-in without a publish context would start a new trace from nowhere; keep it
         # as a root span anyway: a lost task must be visible.
-        span = tracing._start(
+        span = start_span(
+            tracing,
             operation + name,
             attributes,
             SpanKind.CONSUMER,
-            parent if parent is not None else _NO_PARENT,
-            int(start * 1e9) if start is not None else None,
+            parent if parent is not None else NEW_TRACE,
+            start_time=int(start * 1e9) if start is not None else None,
         )
         if isinstance(exception, BaseException):
             span.record_exception(exception)
@@ -559,41 +545,30 @@ class _CeleryTracing:
         self._flush("celery worker flush")
 
     def _flush(self, kind: str) -> None:
-        try:
+        with guarded(kind):
             tracing = self.tracing or get_tracing_manager()
             if tracing is not None:
                 tracing.flush(timeout=5.0)
-        except Exception as exc:
-            report_error(kind, exc)
 
 
-#: An empty OpenTelemetry context: "no parent", even if some span is current in this thread.
-_NO_PARENT = Context()
-
-
-def install_celery_tracing(app: Any, tracing: TracingManager | None = None) -> None:
-    """Trace every task ``app`` publishes and runs; idempotent.
+def install_celery_tracing(app: Any, tracing: TracingManager | None = None) -> Any:
+    """Trace every task ``app`` publishes and runs; idempotent; returns ``app``.
 
     ``tracing`` defaults to the process default manager, looked up at each event, so this
     may be called before the manager exists (e.g. created in ``worker_process_init``).
+    Needs Celery: ``pip install 'aiecs-tracing[celery]'``.
     """
-    state = app.__dict__.get(_STATE_ATTR)
-    if isinstance(state, _CeleryTracing) and state.active:
-        if tracing is not None:
-            state.tracing = tracing
-        return
-    state = _CeleryTracing(app, tracing)
-    state.install()
-    app.__dict__[_STATE_ATTR] = state
+    require_framework("celery")
+    install_once(app, _FRAMEWORK, tracing, lambda: _CeleryTracing(app, tracing).install())
+    return app
 
 
-def uninstall_celery_tracing(app: Any) -> None:
-    """Undo :func:`install_celery_tracing` for ``app``; idempotent."""
-    state = app.__dict__.pop(_STATE_ATTR, None)
-    if isinstance(state, _CeleryTracing):
-        state.uninstall()
+def uninstall_celery_tracing(app: Any) -> Any:
+    """Undo :func:`install_celery_tracing` for ``app``; idempotent; returns ``app``."""
+    uninstall_installed(app, _FRAMEWORK)
+    return app
 
 
 def is_celery_tracing_installed(app: Any) -> bool:
-    state = app.__dict__.get(_STATE_ATTR)
+    state = installation_of(app, _FRAMEWORK)
     return isinstance(state, _CeleryTracing) and state.active
