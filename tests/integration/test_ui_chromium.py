@@ -932,6 +932,8 @@ def test_critical_path_and_span_table(ui):
     assert stats["charge_card"]["self"] == "70ms" and stats["charge_card"]["errors"] == "1", stats
     assert stats["POST /checkout"]["self"] == "25ms" and stats["POST /checkout"]["total"] == "120ms", stats
     assert stats["SELECT cart"]["count"] == "1" and stats["SELECT cart"]["avg"] == "15ms", stats
+    assert {op: row["operation"] for op, row in stats.items()} == {op: op for op in EXPECTED_OPS}, stats
+    assert stats["charge_card"]["service"] == "billing-worker", stats
     first = page.js("document.querySelector('#span-table tbody tr').dataset.operation")
     assert first == "charge_card"  # sorted by self time, largest first
     page.click('#span-table th[data-key="count"]')

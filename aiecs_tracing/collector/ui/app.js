@@ -1104,7 +1104,14 @@
       sp.descendants = 0;
       sp.errorsBelow = 0;
       const p = sp.parent;
-      sp.skew = Boolean(p) && (sp.startTime < p.startTime || sp.startTime + sp.duration > p.startTime + p.duration);
+      // A child outside its parent's time range: clock skew between hosts, or a child that
+      // outlives its parent. Asynchronous children (a consumer of a producer's message, a
+      // FOLLOWS_FROM reference) normally outlive the parent: only their early start counts.
+      const async = Boolean(p) && (tagValue(sp.tags, 'span.kind') === 'consumer' ||
+        tagValue(p.tags, 'span.kind') === 'producer' ||
+        sp.references.some((r) => r && String(r.spanID) === p.spanID && r.refType === 'FOLLOWS_FROM'));
+      sp.skew = Boolean(p) && (sp.startTime < p.startTime ||
+        (!async && sp.startTime + sp.duration > p.startTime + p.duration));
       const words = [sp.operationName, sp.service, sp.spanID];
       for (const tg of sp.tags) words.push(`${tg.key}=${fmtValue(tg.value)}`);
       for (const tg of sp.process.tags || []) words.push(`${tg.key}=${fmtValue(tg.value)}`);
@@ -1577,7 +1584,10 @@
       }, s('svg', { viewBox: '0 0 10 10', width: 10, height: 10, 'aria-hidden': 'true' },
         s('path', { d: collapsed ? 'M3 1.5 L7 5 L3 8.5' : 'M1.5 3 L5 7 L8.5 3' })))
       : h('span', { class: 'toggle-spacer' });
+    // Duration label after the bar; before it when the bar reaches the right edge; inside
+    // it when the bar spans (nearly) the whole row.
     const labelRight = left + width > 75;
+    const labelInside = labelRight && left < 12;
     const timeline = h('div', { class: 'span-timeline' },
       h('div', { class: 'tl-grid', 'aria-hidden': 'true' }),
       h('div', {
@@ -1585,8 +1595,9 @@
         style: { left: `${left}%`, width: `max(2px, ${width}%)`, background: sp.isError ? null : colour },
       }),
       h('span', {
-        class: `span-bar-label${labelRight ? ' label-left' : ''}`,
-        style: labelRight ? { right: `${Math.max(0, 100 - left)}%` } : { left: `calc(${Math.max(0, left + width)}% + 6px)` },
+        class: `span-bar-label${labelInside ? ' label-inside' : labelRight ? ' label-left' : ''}`,
+        style: labelInside ? { right: `calc(${Math.max(0, 100 - left - width)}% + 6px)` }
+          : labelRight ? { right: `${Math.max(0, 100 - left)}%` } : { left: `calc(${Math.max(0, left + width)}% + 6px)` },
       }, fmtDuration(sp.duration)));
     const segs = traceState.showCritical ? t.critical.get(sp.spanID) : null;
     if (segs) {
@@ -1612,9 +1623,9 @@
       h('span', { class: 'span-op' }, sp.operationName),
       sp.isError ? h('span', { class: 'err-icon', title: 'Error', 'aria-label': 'error' }, '!') : null,
       sp.skew ? h('span', {
-        class: 'skew-mark', title: 'Clock skew: this span is not within its parent\'s time range (child outlives its parent)',
+        class: 'skew-mark', title: 'Clock skew: this span is not within its parent\'s time range (it starts before, or outlives, its parent)',
         'aria-label': 'clock skew',
-      }, '⏱') : null,
+      }, 'skew') : null,
       collapsed ? h('span', { class: 'hidden-count' }, `+${sp.descendants}`) : null,
       hiddenErrors ? h('span', {
         class: 'hidden-errors', title: `${plural(sp.errorsBelow, 'error')} in the collapsed spans`,
@@ -1840,6 +1851,7 @@
         return desc ? -c : c;
       });
       const fmt = (key, g) => {
+        if (key === 'operation') return g.operation;
         if (key === 'count' || key === 'errors') return String(g[key]);
         if (key === 'selfPct') return `${g.selfPct.toFixed(1)}%`;
         return fmtDuration(g[key]);
@@ -1975,7 +1987,11 @@
       t.root ? h('span', null, ` ${t.root.service}: ${t.root.operationName}`) : null,
       h('span', { class: 'muted' }, ` · ${fmtDuration(t.duration)} · ${plural(t.spans.length, 'span')}`),
       t.errorCount ? h('span', { class: 'badge badge-error' }, plural(t.errorCount, 'error')) : null);
-    const pct = (x, y) => (x ? `${y >= x ? '+' : ''}${(((y - x) / x) * 100).toFixed(0)}%` : '');
+    const pct = (x, y) => {
+      if (!x) return '';
+      const p = Math.round(((y - x) / x) * 100);
+      return p ? `${p > 0 ? '+' : ''}${p}%` : '0%';
+    };
     const avg = (g) => (g ? g.total / g.count : null);
     clear(body).append(
       h('div', { class: 'panel cmp-header' }, summary('A', ta, 'cmp-a'), summary('B', tb, 'cmp-b'),
