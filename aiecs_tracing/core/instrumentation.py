@@ -9,7 +9,7 @@ typing and defaults) and uses no core name starting with ``_``;
   :data:`NEW_TRACE` or ``None`` for the current span; ``fast=True`` lets the core pick its
   cheap light span, an implementation detail), :func:`set_attributes`, :func:`otel_span`;
 - the current span: :func:`attach` / :func:`detach`, :func:`active_span`,
-  :func:`current_span_context`;
+  :func:`current_span_context`, :func:`is_current`;
 - whether to trace: :func:`active_manager`, :func:`is_active`;
 - the guard ("tracing never breaks the host"): :func:`report_error`, :class:`guarded`
   (a cheap, reusable context manager), :func:`guarded_hook` (a decorator);
@@ -61,6 +61,7 @@ __all__ = [
     "detach",
     "active_span",
     "current_span_context",
+    "is_current",
     # whether to trace
     "TracingManager",
     "get_tracing_manager",
@@ -187,6 +188,11 @@ def active_span(tracing: TracingManager) -> Span | None:
 def current_span_context() -> Any:
     """The OpenTelemetry ``SpanContext`` of the current span, any tracer's (``.is_valid`` False: none)."""
     return get_current_span().get_span_context()
+
+
+def is_current(span: Span) -> bool:
+    """True when ``span`` is the current span here (this thread / asyncio task)."""
+    return get_current_span() is span._otel
 
 
 # --- whether to trace --------------------------------------------------------------------------

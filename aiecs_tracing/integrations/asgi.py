@@ -6,6 +6,7 @@ span is named by the matched route template (``GET /tasks/{task_id}``), read fro
 ``scope["route"]`` once the router has run, never by the raw path.
 
     app.add_middleware(TracingMiddleware, tracing=tracing)
+    app = install_asgi_tracing(app, tracing)   # the same, or the middleware around any other ASGI app
 
 Why no span per ASGI message: OpenTelemetry's middleware adds two ``http send`` spans per
 GET, which triple the span volume and cost without telling anyone anything. Here one
@@ -30,27 +31,46 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from opentelemetry.context import Context
-from opentelemetry.trace import SpanKind, get_current_span
-
-from ..core.guard import report_error
-from ..core.light import LightSpan, start_light_from_remote
-from ..core.manager import TracingManager, get_tracing_manager
-from ..core.propagation import inject_fields
-from ..core.redaction import (
+from ..core.instrumentation import (
+    MESSAGING_BODY_SIZE,
+    MESSAGING_OPERATION_TYPE,
+    NEW_TRACE,
+    OPERATION_RECEIVE,
+    OPERATION_SEND,
     REDACTED,
     SENSITIVE_HEADERS,
     SENSITIVE_QUERY_PARAMS,
+    WEBSOCKET_CLOSE_CODE,
+    WEBSOCKET_CLOSE_INITIATOR,
+    WEBSOCKET_CLOSE_REASON,
+    WEBSOCKET_MESSAGE_SIZE,
+    WEBSOCKET_MESSAGE_TYPE,
+    WEBSOCKET_MESSAGES_RECEIVED,
+    WEBSOCKET_MESSAGES_SENT,
+    Span,
+    SpanKind,
+    active_manager,
+    attach,
+    detach,
+    guarded,
     integration_secret_keys,
+    is_current,
     is_sensitive_header,
     is_sensitive_param,
     redact_query,
+    report_error,
     scrub_text,
+    set_attributes,
+    span_context_fields,
+    start_span,
 )
-from ..core.span import Span
+from ..core.manager import TracingManager
+from ._contract import Installation, install_once, installation_of, uninstall_installed
 
 __all__ = [
     "TracingMiddleware",
+    "install_asgi_tracing",
+    "uninstall_asgi_tracing",
     "SENSITIVE_HEADERS",
     "SENSITIVE_QUERY_PARAMS",
     "redact_query",
@@ -68,9 +88,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"})
 _PROPAGATION_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage", b"uber-trace-id"})
-_ROOT = Context()  # "no parent": a request without trace headers starts a new trace
 _CACHE_MAX = 4096
 _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+_FRAMEWORK = "asgi"  # the marker's name, shared with the FastAPI installer
+_STACK_GUARD = guarded("asgi middleware stack lookup")
+_MATCH_GUARD = guarded("asgi route match")
 
 
 
@@ -105,7 +127,7 @@ def _is_mount(route: Any) -> bool:
             from starlette.routing import Mount
 
             _mount_class = Mount
-        except Exception:  # starlette not installed: nothing can be a Mount
+        except ImportError:  # not a guard: starlette not installed, nothing can be a Mount
             _mount_class = type("_NoMount", (), {})
     return isinstance(route, _mount_class)
 
@@ -120,7 +142,7 @@ def _app_building_its_stack() -> Any:
     request after startup (without a lifespan) is one trace with one server span. Anything
     unexpected returns None and the middleware falls back to deciding on the first request.
     """
-    try:
+    with _STACK_GUARD:  # never let the lookup break the app's start
         frame = sys._getframe(2)  # this helper <- __init__ <- the caller that built us
         for _ in range(3):  # tolerate a wrapper or two (Middleware.__iter__, a factory)
             if frame is None:
@@ -128,8 +150,6 @@ def _app_building_its_stack() -> Any:
             if frame.f_code.co_name == "build_middleware_stack":
                 return frame.f_locals.get("self")
             frame = frame.f_back
-    except Exception:  # noqa: BLE001 - never let the lookup break the app's start
-        return None
     return None
 
 
@@ -152,7 +172,7 @@ def disable_fastapi_native_tracing(app: Any) -> bool:
 
 def _attach(tracing: TracingManager, span: Span) -> object | None:
     try:
-        return tracing._attach(span)
+        return attach(tracing, span)
     except Exception as exc:  # the request goes on, untraced below this point
         report_error("asgi attach", exc)
         return None
@@ -374,26 +394,22 @@ class TracingMiddleware:
         routes = getattr(router, "routes", None)
         if not routes:
             return None
-        try:
+        with _MATCH_GUARD:
             for route in routes:
                 match, _ = route.matches(scope)
                 if getattr(match, "name", "") == "FULL":
                     return route
-        except Exception:
-            return None
         return None
 
     def _continue_from(self, tracing: TracingManager, carrier: dict | None) -> Any:
         if carrier is None:
-            return _ROOT
-        return tracing.extract_span_context(carrier) or _ROOT
+            return NEW_TRACE
+        return tracing.extract_span_context(carrier) or NEW_TRACE
 
     def _response_trace_headers(self, span: Span, headers: list) -> None:
         # The same strings the propagator writes; W3C's response header is named traceresponse.
-        sc = span._otel.get_span_context()
         formats = ("tracecontext",) * self.traceresponse_w3c + ("jaeger",) * self.traceresponse_jaeger
-        written: dict[str, str] = {}
-        inject_fields(sc.trace_id, sc.span_id, bool(sc.trace_flags & 1), False, {}, None, written, formats)
+        written = span_context_fields(span, formats)
         if "traceparent" in written:
             headers.append((b"traceresponse", written["traceparent"].encode()))
         if "uber-trace-id" in written:
@@ -402,18 +418,14 @@ class TracingMiddleware:
     def _set_outcome(self, span: Span, scope: Scope, name: str, root_path: str, code: int) -> None:
         """Routing has happened by now: name the span by the route, record the status, once."""
         template, span_name = self._route_name(scope, name, root_path)
-        otel = span._otel
         outcome: dict[str, Any] = {"http.response.status_code": code, "http.status_code": code}
         if template is not None:
             outcome["http.route"] = template
-            span.operation_name = span_name
-            otel.update_name(span_name)
-        if type(otel) is LightSpan:
-            otel.set_plain_attributes(outcome)  # our own plain values: no per-value checks
-        else:
-            otel.set_attributes(outcome)
+            span.set_operation_name(span_name)
         if code >= 500:
-            otel.set_attribute("error.type", str(code))
+            outcome["error.type"] = str(code)
+        set_attributes(span, outcome)  # our own plain values
+        if code >= 500:
             span.set_status_error(f"HTTP {code}")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -422,14 +434,14 @@ class TracingMiddleware:
         kind = scope["type"]
         if kind != "http":
             if kind == "websocket":
-                tracing = self.tracing or get_tracing_manager()
-                if tracing is not None and tracing._active and not self._excluded(scope):
+                tracing = active_manager(self.tracing)
+                if tracing is not None and not self._excluded(scope):
                     await self._websocket(tracing, scope, receive, send)
                     return
             await self.app(scope, receive, send)  # lifespan and anything else: untouched
             return
-        tracing = self.tracing or get_tracing_manager()
-        if tracing is None or not tracing._active or (self.excluded is not None and self._excluded(scope)):
+        tracing = active_manager(self.tracing)
+        if tracing is None or (self.excluded is not None and self._excluded(scope)):
             await self.app(scope, receive, send)
             return
         # the HTTP path is inlined here: one coroutine less per request
@@ -439,10 +451,10 @@ class TracingMiddleware:
         try:
             attributes, carrier = self._request_attributes(scope, method, False)
             remote = tracing.extract_span_context(carrier) if carrier is not None else None
-            if self.light_spans:
-                span = start_light_from_remote(tracing, name, attributes, SpanKind.SERVER, remote)
-            else:
-                span = tracing._start(name, attributes, SpanKind.SERVER, remote if remote is not None else _ROOT)
+            span = start_span(
+                tracing, name, attributes, SpanKind.SERVER, remote if remote is not None else NEW_TRACE,
+                fast=self.light_spans,
+            )
         except Exception as exc:
             report_error("asgi request start", exc)
             span = None
@@ -452,7 +464,7 @@ class TracingMiddleware:
 
         status = 0
         trailers = False
-        otel = span._otel
+        otel = span.otel_span
         set_outcome = self._set_outcome
 
         async def traced_send(message: Message) -> None:
@@ -496,7 +508,7 @@ class TracingMiddleware:
             span.finish()
 
         try:
-            token = tracing._attach(span)
+            token = attach(tracing, span)
         except Exception as exc:  # the request goes on, untraced below this point
             report_error("asgi attach", exc)
             token = None
@@ -514,7 +526,7 @@ class TracingMiddleware:
             raise
         finally:
             if token is not None:
-                tracing._detach(token)
+                detach(tracing, token)
         if not span.finished:
             if not status:
                 # the app returned without a response: the server answers 500 on its own
@@ -532,7 +544,7 @@ class TracingMiddleware:
         try:
             attributes, carrier = self._request_attributes(scope, "GET", True)
             attributes["network.protocol.name"] = "websocket"
-            span = tracing._start("WEBSOCKET", attributes, SpanKind.SERVER, self._continue_from(tracing, carrier))
+            span = start_span(tracing, "WEBSOCKET", attributes, SpanKind.SERVER, self._continue_from(tracing, carrier))
         except Exception as exc:
             report_error("asgi websocket start", exc)
             span = None
@@ -549,12 +561,68 @@ class TracingMiddleware:
         finally:
             conn._end_received()  # its context token was attached after ours: reset it first
             if token is not None:
-                tracing._detach(token)
+                detach(tracing, token)
             conn.finish()
 
 
 
-# --- the light server span -------------------------------------------------------------------
+class _StackInstallation(Installation):
+    """:class:`TracingMiddleware` added to a Starlette/FastAPI app's middleware list."""
+
+    def __init__(self, app: Any, tracing: TracingManager | None, options: dict[str, Any]) -> None:
+        self.app = app
+        self.tracing = tracing
+        self.options = options
+
+    def install(self) -> _StackInstallation:
+        app = self.app
+        if not self.options.get("fastapi_native_tracing", False):
+            disable_fastapi_native_tracing(app)  # now, so not even the first request is traced twice
+        if not any(getattr(m, "cls", None) is TracingMiddleware for m in app.user_middleware):
+            app.add_middleware(TracingMiddleware, tracing=self.tracing, **self.options)
+        return self
+
+    def retarget(self, tracing: Any) -> None:  # the middleware list is read when the app starts
+        self.tracing = tracing
+        for middleware in self.app.user_middleware:
+            if getattr(middleware, "cls", None) is TracingMiddleware and "tracing" in getattr(middleware, "kwargs", {}):
+                middleware.kwargs["tracing"] = tracing
+
+    def uninstall(self) -> None:
+        app = self.app
+        kept = [m for m in app.user_middleware if getattr(m, "cls", None) is not TracingMiddleware]
+        if len(kept) != len(app.user_middleware):
+            app.user_middleware[:] = kept
+            app.middleware_stack = None
+
+
+def install_asgi_tracing(app: Any, tracing: TracingManager | None = None, **options: Any) -> Any:
+    """Trace ``app``; returns the app to serve. Idempotent.
+
+    A Starlette/FastAPI app (one with ``add_middleware``) gets :class:`TracingMiddleware`
+    added to its middleware list (before it starts serving) and is returned; any other ASGI
+    app is returned wrapped in the middleware. ``options`` are the middleware's.
+    """
+    if isinstance(app, TracingMiddleware):
+        return app
+    if callable(getattr(app, "add_middleware", None)) and isinstance(getattr(app, "user_middleware", None), list):
+        install_once(app, _FRAMEWORK, tracing, lambda: _StackInstallation(app, tracing, options).install())
+        return app
+    return TracingMiddleware(app, tracing, **options)
+
+
+def uninstall_asgi_tracing(app: Any) -> Any:
+    """Undo :func:`install_asgi_tracing`: the app without the middleware (before it starts). Idempotent."""
+    if isinstance(app, TracingMiddleware):
+        return app.app
+    if installation_of(app, _FRAMEWORK) is not None:
+        uninstall_installed(app, _FRAMEWORK)
+    elif isinstance(getattr(app, "user_middleware", None), list):  # added by hand: removed all the same
+        _StackInstallation(app, None, {}).uninstall()
+    return app
+
+
+# --- one WebSocket connection ------------------------------------------------------------------
 class _WebSocketState:
     """One connection: the connection span, the open received-message span, close details."""
 
@@ -600,7 +668,7 @@ class _WebSocketState:
         if template is not None:
             self.template = template
             self.span.set_operation_name(f"WEBSOCKET {template}")
-            self.span._otel.set_attribute("http.route", template)
+            self.span.otel_span.set_attribute("http.route", template)
 
     def _message_span(self, operation: str, message: Message, kind: SpanKind, parent: Span) -> Span | None:
         data = message.get("text")
@@ -612,14 +680,15 @@ class _WebSocketState:
             data = message.get("bytes")
             size = len(data) if data is not None else 0
         name = f"{operation} {self.template}" if self.template else f"websocket {operation}"
-        return self.tracing._start(
+        return start_span(
+            self.tracing,
             name,
             {
                 "component": self.mw.component,
-                "websocket.message.type": mtype,
-                "websocket.message.size": size,
-                "messaging.message.body.size": size,
-                "messaging.operation.type": operation,
+                WEBSOCKET_MESSAGE_TYPE: mtype,
+                WEBSOCKET_MESSAGE_SIZE: size,
+                MESSAGING_BODY_SIZE: size,
+                MESSAGING_OPERATION_TYPE: operation,
             },
             kind,
             parent,
@@ -631,7 +700,7 @@ class _WebSocketState:
             self.recv_span = None
             token, self.recv_token = self.recv_token, None
             if token is not None:
-                self.tracing._detach(token)
+                detach(self.tracing, token)
             recv.finish()
 
     def _closed(self, code: Any, reason: Any, initiator: str) -> None:
@@ -657,10 +726,10 @@ class _WebSocketState:
                     self.received += 1
                     if spans:
                         self._name()
-                        recv = self._message_span("receive", message, SpanKind.CONSUMER, self.span)
+                        recv = self._message_span(OPERATION_RECEIVE, message, SpanKind.CONSUMER, self.span)
                         if recv is not None:
                             self.recv_span = recv
-                            self.recv_token = self.tracing._attach(recv)
+                            self.recv_token = attach(self.tracing, recv)
                 elif kind == "websocket.disconnect":
                     self._closed(message.get("code", 1005), message.get("reason"), "client")
             except Exception as exc:
@@ -683,8 +752,8 @@ class _WebSocketState:
                         # a reply sent while a received message is handled (in that task) is its
                         # child; a send from anywhere else (a broadcast task) is the connection's
                         recv = self.recv_span
-                        parent = recv if recv is not None and get_current_span() is recv._otel else self.span
-                        out = self._message_span("send", message, SpanKind.PRODUCER, parent)
+                        parent = recv if recv is not None and is_current(recv) else self.span
+                        out = self._message_span(OPERATION_SEND, message, SpanKind.PRODUCER, parent)
                     except Exception as exc:
                         report_error("asgi websocket send", exc)
                 if out is None:
@@ -736,21 +805,21 @@ class _WebSocketState:
         try:
             self._end_received()
             self._name()
-            otel = self.span._otel
+            otel = self.span.otel_span
             if self.close_code is None and self.accepted:
                 self._closed(1000, None, "server")  # the server closes normally when the app returns
             status = self.status if self.status is not None else (101 if self.accepted else 403)
             otel.set_attribute("http.response.status_code", status)
             otel.set_attribute("http.status_code", status)
             if self.close_code is not None:
-                otel.set_attribute("websocket.close.code", self.close_code)
-                otel.set_attribute("websocket.close.initiator", self.initiator or "")
+                otel.set_attribute(WEBSOCKET_CLOSE_CODE, self.close_code)
+                otel.set_attribute(WEBSOCKET_CLOSE_INITIATOR, self.initiator or "")
                 if self.close_reason:
-                    otel.set_attribute("websocket.close.reason", self.close_reason)
+                    otel.set_attribute(WEBSOCKET_CLOSE_REASON, self.close_reason)
                 if self.close_code == 1011:
                     self.span.set_status_error("WebSocket closed with 1011 (internal error)")
-            otel.set_attribute("websocket.messages.received", self.received)
-            otel.set_attribute("websocket.messages.sent", self.sent)
+            otel.set_attribute(WEBSOCKET_MESSAGES_RECEIVED, self.received)
+            otel.set_attribute(WEBSOCKET_MESSAGES_SENT, self.sent)
         except Exception as exc:
             report_error("asgi websocket finish", exc)
         self.span.finish()
