@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test stress lint bench serve clean services jaeger
+.PHONY: demo test stress mutate coverage lint bench serve clean services jaeger
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,6 +35,16 @@ test: $(STAMP) services jaeger
 RUNS ?= 20
 stress: $(STAMP) services
 	RUNS=$(RUNS) PYTHON=$(BIN)/python bash scripts/stress.sh $(STRESS_FILES)
+
+# Mutation testing of core/propagation.py and core/sampling.py ([tool.mutmut] in pyproject.toml).
+mutate: $(STAMP)
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2
+	$(BIN)/mutmut results --all true 2>/dev/null | awk -F': ' '/: [a-z ]+$$/ {n[$$NF]++} END {for (s in n) print n[s], s}'
+
+# Branch coverage of the unit tests (the integration tests add the frameworks' adapters).
+coverage: $(STAMP)
+	$(BIN)/python -m pytest -q --cov --cov-branch --cov-report=term-missing:skip-covered --ignore=tests/integration $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b; done
