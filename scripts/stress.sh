@@ -14,6 +14,7 @@ if [ ${#FILES[@]} -eq 0 ]; then
     tests/integration/test_asgi.py
     tests/integration/test_socketio.py
     tests/integration/test_celery_inprocess.py
+    tests/integration/test_websocket_manager.py
   )
 fi
 
