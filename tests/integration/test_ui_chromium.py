@@ -867,9 +867,10 @@ def test_trace_deep_links_uifind_and_span(ui):
     assert page.js("history.length") == length  # replaceState, not a new history entry
     page.type_into("#span-filter", "receipt")
     assert page.js("new URLSearchParams(location.search).get('uiFind')") == "receipt"
-    page.js("location.reload()")
+    page.js("window.__beforeReload = true; location.reload()")
     page.wait_for(
-        f"document.getElementById('span-detail')?.dataset.spanId === '{DB}'", "the span after a reload"
+        f"!window.__beforeReload && document.getElementById('span-detail')?.dataset.spanId === '{DB}'",
+        "the span after a reload",
     )
     assert page.js("document.getElementById('span-filter').value") == "receipt"
 
@@ -1056,12 +1057,18 @@ def test_download_and_upload_json(ui, tmp_path):
     page.wait_for("document.querySelectorAll('#wf-rows .span-row').length === 4", "the uploaded trace")
     assert page.js("document.querySelectorAll('#wf-rows .span-row.is-error').length") == 1
     assert httpx.get(f"{base}/api/traces/{UPLOAD_ID}", trust_env=False).status_code == 404
-    # The downloaded Jaeger JSON opens the same way.
-    navigate(page, f"{base}/search")
-    root = page.send("DOM.getDocument")["root"]["nodeId"]
-    node = page.send("DOM.querySelector", {"nodeId": root, "selector": "#upload-input"})["nodeId"]
-    page.send("DOM.setFileInputFiles", {"nodeId": node, "files": [str(target)]})
-    assert result_ids(page) == [TRACE_ID]
+    # The downloaded Jaeger JSON opens the same way, and so does OTLP JSON lines (the
+    # OpenTelemetry file exporter's format: one request per line, a trace across lines).
+    lines = tmp_path / "otlp-trace.jsonl"
+    doc = json.loads(otlp_file.read_text())
+    lines.write_text("\n".join(json.dumps({"resourceSpans": [rs]}) for rs in doc["resourceSpans"]) + "\n")
+    for path, expected in ((target, TRACE_ID), (lines, UPLOAD_ID)):
+        navigate(page, f"{base}/search")
+        root = page.send("DOM.getDocument")["root"]["nodeId"]
+        node = page.send("DOM.querySelector", {"nodeId": root, "selector": "#upload-input"})["nodeId"]
+        page.send("DOM.setFileInputFiles", {"nodeId": node, "files": [str(path)]})
+        assert result_ids(page) == [expected], path
+    assert "4 Spans" in page.js("document.querySelector('#trace-list .trace-item').innerText")
 
 
 def test_monitor_page(ui):

@@ -496,7 +496,7 @@
       formError,
       submit);
 
-    const fileIn = h('input', { id: 'upload-input', type: 'file', accept: '.json,application/json', class: 'visually-hidden' });
+    const fileIn = h('input', { id: 'upload-input', type: 'file', accept: '.json,.jsonl,application/json', class: 'visually-hidden' });
     fileIn.addEventListener('change', () => { if (fileIn.files[0]) uploadFile(fileIn.files[0]); fileIn.value = ''; });
     const upload = h('div', { class: 'upload-box' },
       h('label', { class: 'btn btn-ghost upload-btn', for: 'upload-input', title: 'View a Jaeger JSON or OTLP JSON file without storing it' },
@@ -998,6 +998,9 @@
   function tracesFromDocument(doc) {
     if (doc && Array.isArray(doc.resourceSpans)) return otlpToJaeger(doc);
     if (doc && Array.isArray(doc.data)) return doc.data;
+    if (Array.isArray(doc) && doc.length && doc.every((d) => d && Array.isArray(d.resourceSpans))) {
+      return otlpToJaeger({ resourceSpans: doc.flatMap((d) => d.resourceSpans) }); // spans of one trace may span lines
+    }
     if (Array.isArray(doc)) return doc.flatMap((d) => tracesFromDocument(d));
     if (doc && Array.isArray(doc.spans)) return [doc];
     throw new Error('not Jaeger JSON ({"data": [traces]}) nor OTLP JSON ({"resourceSpans": [...]})');
@@ -1006,7 +1009,16 @@
   async function uploadFile(file) {
     let traces;
     try {
-      traces = tracesFromDocument(JSON.parse(await file.text()));
+      const text = await file.text();
+      let doc;
+      try {
+        doc = JSON.parse(text);
+      } catch (e) { // OTLP JSON lines (the OpenTelemetry file exporter): one request per line
+        const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+        if (lines.length < 2) throw e;
+        doc = lines.map((l) => JSON.parse(l));
+      }
+      traces = tracesFromDocument(doc);
     } catch (e) {
       renderResultsMessage('error', `Cannot read ${file.name}`, e.message);
       return [];
@@ -1283,6 +1295,8 @@
 
   function showTab(name) {
     traceState.tab = name;
+    const header = document.getElementById('trace-header');
+    if (header) header.classList.toggle('on-table', name === 'table');
     for (const b of document.querySelectorAll('#trace-header .tab')) {
       b.classList.toggle('active', b.dataset.tab === name);
       b.setAttribute('aria-selected', String(b.dataset.tab === name));
