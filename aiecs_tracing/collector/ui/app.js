@@ -2199,6 +2199,8 @@
       return [0, 1].map((k) => c[0] * P[0][k] + c[1] * P[1][k] + c[2] * P[2][k] + c[3] * P[3][k]);
     };
     const lanes = new Map(); // spreads edges that share a detour
+    let yMin = Math.min(...nodes.map((x) => xy.get(x).y - 17));
+    let yMax = Math.max(...nodes.map((x) => xy.get(x).y + 17));
 
     // Draw the heaviest edges first so they get the best label spots.
     for (const l of [...links].sort((x, y) => y.callCount - x.callCount)) {
@@ -2220,10 +2222,11 @@
           const ys = between.map((x) => xy.get(x).y);
           const avg = (a.y + b.y) / 2;
           const above = Math.abs(avg - (Math.min(...ys) - 33)) <= Math.abs(Math.max(...ys) + 33 - avg);
-          const laneKey = `${above}:${between.join(',')}`;
+          // One lane per edge on each side, so no two detours share a path.
+          const laneKey = above ? 'above' : 'below';
           const lane = lanes.get(laneKey) || 0;
           lanes.set(laneKey, lane + 1);
-          const target = above ? Math.min(...ys) - 33 - lane * 14 : Math.max(...ys) + 33 + lane * 14;
+          const target = above ? Math.min(...ys) - 33 - lane * 18 : Math.max(...ys) + 33 + lane * 18;
           const cy = (target - 0.25 * avg) / 0.75; // puts the curve's midpoint at `target`
           P = [[x1, a.y], [x1 + cx, cy], [x2 - cx, cy], [x2, b.y]];
         }
@@ -2231,7 +2234,7 @@
         const lane = lanes.get('back') || 0;
         lanes.set('back', lane + 1);
         const x1 = a.x; const x2 = b.x; const y1 = a.y + 17; const y2 = b.y + 19;
-        const dip = Math.max(a.y, b.y) + 44 + lane * 14 + Math.abs(x2 - x1) * 0.08;
+        const dip = Math.max(a.y, b.y) + 44 + lane * 18 + Math.abs(x2 - x1) * 0.08;
         P = [[x1, y1], [x1, dip], [x2, dip], [x2, y2]];
         ts = [0.5, 0.35, 0.65, 0.25, 0.75];
       }
@@ -2243,11 +2246,18 @@
       const lw = 12 + label.length * 7;
       const box = (pt) => ({ x: pt[0] - lw / 2 - 2, y: pt[1] - 11, w: lw + 4, h: 22 });
       let at = bezier(P, ts[0]);
-      for (const tt of ts) {
+      for (const tt of [...ts, 0.15, 0.85, 0.45, 0.55, 0.1, 0.9, 0.18, 0.82]) {
         const pt = bezier(P, tt);
         if (!overlaps(box(pt))) { at = pt; break; }
       }
       occupied.push(box(at));
+      for (let k = 0; k <= 20; k++) {
+        const y = bezier(P, k / 20)[1];
+        yMin = Math.min(yMin, y);
+        yMax = Math.max(yMax, y);
+      }
+      yMin = Math.min(yMin, at[1] - 11);
+      yMax = Math.max(yMax, at[1] + 11);
       labelLayer.append(s('g', { class: 'edge-label', transform: `translate(${at[0].toFixed(1)} ${at[1].toFixed(1)})` },
         s('title', null, `${l.parent} → ${l.child}: ${l.callCount} calls`),
         s('rect', { x: -lw / 2, y: -9, width: lw, height: 18, rx: 9 }),
@@ -2262,6 +2272,10 @@
         s('rect', { class: 'node-accent', x: -p.w / 2, y: -17, width: 5, height: 34, rx: 2, style: { fill: colourFor(name) } }),
         s('text', { 'text-anchor': 'middle', y: 4.5, x: 2 }, label)));
     }
+    // Fit the drawing: detours above and arcs below may reach beyond the node rows.
+    const top = Math.min(0, yMin - 16);
+    const height = Math.max(H, yMax + 16) - top;
+    svg.setAttribute('viewBox', `0 ${top} ${W} ${height}`);
     return h('div', { class: 'deps-graph-wrap' }, svg);
   }
 
