@@ -15,8 +15,10 @@ on bytes in flight. Here:
 * only a complete request goes to the worker pool (``workers`` threads), which runs an
   ordinary :class:`http.server.BaseHTTPRequestHandler` on the buffered bytes; each port
   has its own pool, so queries never wait behind ingest;
-* at ``max_connections`` the oldest idle keep-alive connection makes room, or, when none
-  is idle, the newcomer is told 503 and closed.
+* at ``max_connections`` the oldest idle keep-alive connection makes room, else the oldest
+  request head still incomplete after ``SLOW_HEAD_SECONDS`` (a client that has a request
+  sends its head at once: slowloris cannot starve newcomers); when neither exists (every
+  connection is mid-body or being answered) the newcomer is told 503 and closed.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ logger = logging.getLogger("aiecs_tracing.collector")
 
 MAX_HEAD_BYTES = 64 * 1024
 HEAD_TIMEOUT = 10.0  # from a request's first byte to the end of its head
+SLOW_HEAD_SECONDS = 1.0  # at the connection cap, a head still incomplete after this long may be closed
 BODY_TIMEOUT = 60.0  # from the end of the head to the end of the body
 IDLE_TIMEOUT = 120.0  # a keep-alive connection with nothing asked
 WRITE_TIMEOUT = 30.0  # a response that cannot be written in this long closes the connection
@@ -56,7 +59,7 @@ RECV_BYTES = 256 * 1024
 class _Connection:
     __slots__ = (
         "sock", "address", "buffer", "state", "deadline", "head", "head_end", "body_end",
-        "chunk_at", "chunk_total", "discard", "keep_alive_after_discard", "scanned", "last_active",
+        "chunk_at", "chunk_total", "discard", "keep_alive_after_discard", "scanned", "last_active", "head_started", "served",
     )  # fmt: skip
 
     def __init__(self, sock: socket.socket, address: Any) -> None:
@@ -74,6 +77,8 @@ class _Connection:
         self.keep_alive_after_discard = False
         self.scanned = 0
         self.last_active = time.monotonic()
+        self.head_started = self.last_active
+        self.served = False
 
 
 class BoundedHTTPServer:
@@ -208,10 +213,23 @@ class BoundedHTTPServer:
             self._selector.register(sock, selectors.EVENT_READ, connection)
 
     def _evict_idle(self) -> bool:
-        idle = [c for c in self._connections.values() if c.state == "idle" and not c.buffer]
+        """Make room: close the oldest idle connection, else the oldest head slower than SLOW_HEAD_SECONDS."""
+        slow = time.monotonic() - SLOW_HEAD_SECONDS
+        # Idle: between requests, or connected without a byte for SLOW_HEAD_SECONDS (a brand-new
+        # connection whose head is on its way is not idle).
+        idle = [
+            c
+            for c in self._connections.values()
+            if c.state == "idle" and not c.buffer and (c.served or c.head_started < slow)
+        ]
+        if not idle:
+            idle = [c for c in self._connections.values() if c.state == "head" and c.head_started < slow]
         if not idle:
             return False
-        self._close(min(idle, key=lambda c: c.last_active))
+        victim = min(idle, key=lambda c: (c.state != "idle", c.last_active if c.state == "idle" else c.head_started))
+        if victim.state == "head":
+            self._send(victim, plain_response(408, "Request Timeout", "request head too slow; connection reused"))
+        self._close(victim)
         return True
 
     def _sweep(self, now: float) -> None:
@@ -234,6 +252,7 @@ class BoundedHTTPServer:
                 self._close(connection)
                 continue
             connection.state = "idle"
+            connection.served = True
             connection.deadline = time.monotonic() + IDLE_TIMEOUT
             connection.last_active = time.monotonic()
             connection.sock.setblocking(False)
@@ -276,7 +295,8 @@ class BoundedHTTPServer:
     def _advance(self, connection: _Connection) -> None:
         if connection.state == "idle":
             connection.state = "head"
-            connection.deadline = time.monotonic() + HEAD_TIMEOUT
+            connection.head_started = time.monotonic()
+            connection.deadline = connection.head_started + HEAD_TIMEOUT
             connection.scanned = 0
         if connection.state == "head":
             buffer = connection.buffer
@@ -358,6 +378,7 @@ class BoundedHTTPServer:
         closes = b"\r\nConnection: close\r\n" in response.split(b"\r\n\r\n", 1)[0] + b"\r\n"
         head_parsed = connection.head is not None
         connection.head = None
+        connection.served = True
         if head_parsed and 0 <= unread <= DISCARD_KEEP_ALIVE_BYTES and not closes:
             buffered = len(connection.buffer) - connection.head_end
             if buffered >= unread:  # the body (and maybe the next request) is here already

@@ -132,7 +132,8 @@ def test_slowloris_heads_time_out_and_never_block_queries(monkeypatch):
                 sock.close()
 
 
-def test_connection_cap_evicts_the_oldest_idle_connection_or_says_503():
+def test_connection_cap_evicts_the_oldest_idle_connection_or_slow_head_or_says_503(monkeypatch):
+    monkeypatch.setattr(connections, "SLOW_HEAD_SECONDS", 60.0)
     with Collector(otlp_port=None, udp_port=None, ui_port=0, max_connections=5) as c:
         idle = []
         for _ in range(5):
@@ -140,6 +141,8 @@ def test_connection_cap_evicts_the_oldest_idle_connection_or_says_503():
             connection.request("GET", "/api/services")
             connection.getresponse().read()
             idle.append(connection)
+        (server,) = c._http_servers
+        assert wait_for(lambda: [conn.state for conn in list(server._connections.values())] == ["idle"] * 5)
         status, _elapsed = timed_get(c.ui_port, "/api/services")  # the oldest idle one made room
         assert status == 200
         with pytest.raises((http.client.HTTPException, OSError)):
@@ -153,9 +156,20 @@ def test_connection_cap_evicts_the_oldest_idle_connection_or_says_503():
                 sock = socket.create_connection(("127.0.0.1", c.ui_port), timeout=5)
                 sock.sendall(b"GET /api/services HTTP/1.1\r\n")  # mid-request: not evictable
                 busy.append(sock)
-            assert wait_for(lambda: sum(server.connection_count() for server in c._http_servers) == 5)
+            assert wait_for(lambda: [conn.state for conn in list(server._connections.values())] == ["head"] * 5)
             with socket.create_connection(("127.0.0.1", c.ui_port), timeout=5) as extra:
                 assert read_head(extra).startswith(b"HTTP/1.1 503")
+            # Heads slower than SLOW_HEAD_SECONDS make room, the oldest first (told 408).
+            monkeypatch.setattr(connections, "SLOW_HEAD_SECONDS", 0.0)
+            status, _elapsed = timed_get(c.ui_port, "/api/services")
+            assert status == 200
+            told = []
+            for sock in busy:
+                try:
+                    told.append(read_head(sock, timeout=0.5)[:12])
+                except TimeoutError:
+                    pass
+            assert told == [b"HTTP/1.1 408"]  # exactly one slow head made room
         finally:
             for sock in busy:
                 sock.close()
