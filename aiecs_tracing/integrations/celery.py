@@ -129,6 +129,21 @@ def _request_carrier(request: Any) -> dict[str, Any] | None:
     return _header_carrier(values) or _header_carrier(values.get("headers"))
 
 
+def _run_attributes(name: str, retries: Any) -> dict[str, Any]:
+    """What every ``run <task>`` span (an execution, or a stand-in for one) starts with."""
+    retries = int(retries or 0)
+    return {
+        "component": "celery",
+        "messaging.system": "celery",
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "run",
+        "celery.action": "run",
+        "celery.task_name": name,
+        "celery.retries": retries,
+        "messaging.celery.retries": retries,
+    }
+
+
 def _strip_trace_headers(headers: dict[str, Any]) -> None:
     """Drop trace keys a retry copied from the previous attempt's request."""
     for key in [k for k in headers if isinstance(k, str) and (k in _TRACE_KEYS or k.startswith(_UBERCTX))]:
@@ -288,16 +303,7 @@ class _CeleryTracing(Installation):
         retries = request.retries or 0
         name = task.name
         eager = bool(request.is_eager)
-        attributes: dict[str, Any] = {
-            "component": "celery",
-            "messaging.system": "celery",
-            "messaging.operation.type": "process",
-            "messaging.operation.name": "run",
-            "celery.action": "run",
-            "celery.task_name": str(name),
-            "celery.retries": int(retries),
-            "messaging.celery.retries": int(retries),
-        }
+        attributes = _run_attributes(str(name), retries)
         if task_id is not None:
             attributes["messaging.message.id"] = str(task_id)
         if eager:
@@ -507,17 +513,8 @@ class _CeleryTracing(Installation):
         if tracing is None:
             return
         parent = tracing.extract_span_context(carrier) if carrier is not None else None
-        attributes: dict[str, Any] = {
-            "component": "celery",
-            "messaging.system": "celery",
-            "messaging.operation.type": "process",
-            "messaging.operation.name": "run",
-            "celery.action": "run",
-            "celery.task_name": name,
-            "celery.retries": int(retries or 0),
-            "messaging.celery.retries": int(retries or 0),
-            **extra,
-        }
+        attributes = _run_attributes(name, retries)
+        attributes.update(extra)
         if task_id is not None:
             attributes["messaging.message.id"] = str(task_id)
         # A stand-in without a publish context would start a new trace from nowhere; keep it
