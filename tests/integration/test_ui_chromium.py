@@ -875,7 +875,7 @@ def test_trace_deep_links_uifind_and_span(ui):
     assert page.js("document.getElementById('span-filter').value") == "receipt"
 
 
-def test_compare_url_and_compare_from_search(ui):
+def test_compare_url_and_compare_from_search(ui, tmp_path):
     page, base = ui
     navigate(page, f"{base}/trace/{TRACE_ID}...{VARIANT_ID}?cohort={TRACE_ID}&cohort={VARIANT_ID}")
     page.wait_for("document.querySelectorAll('#compare-table .cmp-row').length > 0", "the comparison")
@@ -891,7 +891,7 @@ def test_compare_url_and_compare_from_search(ui):
         "send_receipt": ["only-a", "1", "–"],
         "fraud_check": ["only-b", "–", "1"],
     }, rows
-    save_artifact(page, Path(os.environ.get("TMPDIR", "/tmp")), "ui-compare.png")
+    save_artifact(page, tmp_path, "ui-compare.png")
     # From the search results: tick two traces, press Compare.
     navigate(page, f"{base}/search?service=checkout-api&lookback=1h")
     result_ids(page)
@@ -902,7 +902,7 @@ def test_compare_url_and_compare_from_search(ui):
     assert page.js("location.pathname").startswith("/trace/") and "..." in page.js("location.pathname")
 
 
-def test_critical_path_and_span_table(ui):
+def test_critical_path_and_span_table(ui, tmp_path):
     page, base = ui
     open_trace(page, f"{base}/trace/{TRACE_ID}", rows=4)
     segments = page.js(
@@ -922,7 +922,7 @@ def test_critical_path_and_span_table(ui):
     page.click("#critical-toggle")
     page.wait_for("document.querySelectorAll('#wf-rows .cp-seg').length === 0", "the critical path to hide")
     page.click("#critical-toggle")
-    save_artifact(page, Path(os.environ.get("TMPDIR", "/tmp")), "ui-critical-path.png")
+    save_artifact(page, tmp_path, "ui-critical-path.png")
 
     page.click("#tab-table")
     page.wait_for("document.querySelectorAll('#span-table tbody tr').length === 4", "the span table")
@@ -938,7 +938,7 @@ def test_critical_path_and_span_table(ui):
     first = page.js("document.querySelector('#span-table tbody tr').dataset.operation")
     assert first == "charge_card"  # sorted by self time, largest first
     page.click('#span-table th[data-key="count"]')
-    save_artifact(page, Path(os.environ.get("TMPDIR", "/tmp")), "ui-span-table.png")
+    save_artifact(page, tmp_path, "ui-span-table.png")
     # A row leads to its spans in the timeline.
     page.click('#span-table tbody tr[data-operation="send_receipt"]')
     page.wait_for(
@@ -1071,7 +1071,7 @@ def test_download_and_upload_json(ui, tmp_path):
     assert "4 Spans" in page.js("document.querySelector('#trace-list .trace-item').innerText")
 
 
-def test_monitor_page(ui):
+def test_monitor_page(ui, tmp_path):
     page, base = ui
     navigate(page, f"{base}/monitor?service=billing-worker&lookback=1h")
     page.wait_for("document.querySelectorAll('#monitor-table tbody tr').length > 0", "the monitor table")
@@ -1084,6 +1084,7 @@ def test_monitor_page(ui):
     assert rows["charge_card"][1] == "2" and rows["charge_card"][3] == "50%", rows
     assert page.js("document.querySelectorAll('#chart-latency path.series').length") == 3
     assert page.js("document.querySelectorAll('#chart-rate path.series').length") == 1
+    save_artifact(page, tmp_path, "ui-monitor.png")
     page.click('#monitor-table tbody tr[data-operation="charge_card"]')
     page.wait_for(
         "document.getElementById('monitor-title').textContent.includes('charge_card')", "one operation"
