@@ -170,9 +170,19 @@ def red_metrics(
     }
     grouped: dict[str, list[tuple[int, int, bool]]] = {}
     everything: list[tuple[int, int, bool]] = []
+    # Only the wanted kinds' rows are read (each payload is parsed for its error status).
+    if span_kind == "entry":
+        entry_ids = [oid for oid, (_name, kind) in operations.items() if kind in ENTRY_KINDS]
+        kind_filter = f" AND (operation_id IN ({_in_list(entry_ids)}) OR parent_id = '')"
+    elif span_kind == "all":
+        kind_filter = ""
+    else:
+        kind_filter = (
+            f" AND operation_id IN ({_in_list(o for o, (_n, k) in operations.items() if k == span_kind)})"
+        )
     for operation_id, parent_id, start, duration, payload in db.execute(
         "SELECT operation_id, parent_id, start_us, duration_us, payload FROM spans "
-        "WHERE service_id = ? AND start_us >= ? AND start_us < ?",
+        "WHERE service_id = ? AND start_us >= ? AND start_us < ?" + kind_filter,
         (row[0], start_us, end_us),
     ):
         name, kind = operations.get(operation_id, ("", ""))
