@@ -92,6 +92,10 @@ class QueryHandler(_BaseHandler):
     """Jaeger's HTTP JSON query API under ``/api`` and the web UI everywhere else."""
 
     def do_GET(self) -> None:  # noqa: N802
+        with self.collector.query_priority:  # decodes wait while a query is answered
+            self._get()
+
+    def _get(self) -> None:
         url = urlsplit(self.path)
         path = url.path
         token = self.collector.auth_token

@@ -67,6 +67,36 @@ class BytesInFlight:
             return self._used
 
 
+class QueryPriority:
+    """Queries first: while one is being answered, a decode waits (up to ``patience`` seconds).
+
+    Python threads share one interpreter lock; a query that competes with several decoding
+    requests gets a slice of it at a time. Holding back new decodes while queries run
+    keeps the UI answering when ingest is saturated; the bound keeps ingest moving under a
+    constant stream of queries.
+    """
+
+    def __init__(self, patience: float = 0.05) -> None:
+        self.patience = patience
+        self._active = 0
+        self._idle = threading.Condition()
+
+    def __enter__(self) -> None:
+        with self._idle:
+            self._active += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._idle:
+            self._active -= 1
+            if not self._active:
+                self._idle.notify_all()
+
+    def yield_to_queries(self) -> None:
+        with self._idle:
+            if self._active:
+                self._idle.wait_for(lambda: not self._active, self.patience)
+
+
 def status_body(status: int, message: str, as_json: bool) -> tuple[bytes, str]:
     code = {503: GRPC_UNAVAILABLE, 507: GRPC_RESOURCE_EXHAUSTED, 413: GRPC_RESOURCE_EXHAUSTED}.get(
         status, GRPC_UNAUTHENTICATED if status == 401 else GRPC_INVALID_ARGUMENT
@@ -134,6 +164,7 @@ class OtlpHandler(_BaseHandler):
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         as_json = content_type == JSON
         try:
+            self.collector.query_priority.yield_to_queries()
             with self.collector.decode_slots:  # decoding holds the GIL: more at once only adds switching
                 body = self._read_body()
                 rows, rejected, reason = self._decode(body, content_type)

@@ -26,7 +26,7 @@ from .api import OtlpHandler, QueryHandler, admit_otlp, admit_query, release_otl
 from .connections import BoundedHTTPServer
 from .exposure import ExposureError, is_loopback_address
 from .http_base import admit_exposed
-from .otlp_http import BytesInFlight
+from .otlp_http import BytesInFlight, QueryPriority
 from .sampling import DEFAULT_ADAPTIVE_WINDOW, SamplingHandler, SamplingStrategies
 from .store import MEMORY, SpanStore
 from .thrift_compact import ThriftDecodeError, decode_emit_batch
@@ -131,7 +131,8 @@ class Collector:
         self.insecure_no_auth = insecure_no_auth and not self.auth_token and not self.loopback_only
         self.max_db_bytes = max_db_bytes
         self.in_flight = BytesInFlight(max_bytes_in_flight)
-        self.decode_slots = threading.BoundedSemaphore(int(os.environ.get("AIECS_COLLECTOR_DECODERS", "2")))
+        self.decode_slots = threading.BoundedSemaphore(2)
+        self.query_priority = QueryPriority()
         self.commit_timeout = commit_timeout
         self.max_connections = max_connections
         self.host = host
@@ -171,7 +172,7 @@ class Collector:
         self.sampling.store = self.store
         try:
             if self.otlp_port is not None:
-                server = self._bind_http(self.otlp_port, OtlpHandler, "otlp", admit_otlp, release_otlp, workers=8)
+                server = self._bind_http(self.otlp_port, OtlpHandler, "otlp", admit_otlp, release_otlp, workers=32)
                 self.otlp_port = server.server_address[1]
             if self.ui_port is not None:
                 server = self._bind_http(self.ui_port, QueryHandler, "query", admit_query)
