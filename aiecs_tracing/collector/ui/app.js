@@ -72,7 +72,7 @@
     const sec = ms / 1000;
     if (sec < 60) return `${trimNum(sec)}s`;
     const m = Math.floor(sec / 60);
-    if (m < 60) return `${m}m ${Math.round(sec - m * 60)}s`;
+    if (m < 60) return Math.round(sec - m * 60) ? `${m}m ${Math.round(sec - m * 60)}s` : `${m}m`;
     const hr = Math.floor(m / 60);
     return `${hr}h ${m - hr * 60}m`;
   }
@@ -2368,7 +2368,7 @@
           lineChart('Error rate', ts, [{ name: 'errors %', values: shown.series.errorPct, colour: '#d3343b' }], (v) => `${trimNum(v)}%`, 'chart-errors', 100),
           lineChart('Latency', ts, [
             { name: 'p99', values: shown.series.p99, colour: '#8e5cc9' },
-            { name: 'p95', values: shown.series.p95, colour: '#e08a1e' },
+            { name: 'p95', values: shown.series.p95, colour: '#e08a1e', dash: '5 3' },
             { name: 'p50', values: shown.series.p50, colour: '#2e9e6a' }], fmtDuration, 'chart-latency'))),
       h('div', { class: 'panel' },
         h('table', { class: 'data-table monitor-table', id: 'monitor-table' },
@@ -2405,15 +2405,17 @@
     const W = 420; const H = 190;
     const m = { l: 56, r: 12, t: 28, b: 24 };
     const all = series.flatMap((se) => se.values.filter((v) => v != null));
-    const max = fixedMax != null ? Math.max(fixedMax > 0 && all.length ? Math.min(fixedMax, Math.max(...all) * 1.15 || 1) : 1, 1e-9)
-      : Math.max(1e-9, ...all) * 1.1;
+    const top = Math.max(1e-9, ...all);
+    const p10 = 10 ** Math.floor(Math.log10(top));
+    const nice = [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10].find((f) => f * p10 >= top) * p10; // round axis values
+    const max = fixedMax != null ? Math.min(fixedMax, all.some((v) => v > 0) ? nice : 1) : nice;
     const n = timestamps.length;
     const x = (i) => m.l + (n <= 1 ? 0.5 : i / (n - 1)) * (W - m.l - m.r);
     const y = (v) => H - m.b - (v / max) * (H - m.t - m.b);
     const svg = s('svg', { class: 'line-chart', id, viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': title },
       s('text', { class: 'chart-title', x: m.l, y: 16 }, title));
-    for (let i = 0; i <= 3; i++) {
-      const v = (max * i) / 3;
+    for (let i = 0; i <= 4; i++) {
+      const v = (max * i) / 4;
       svg.append(s('line', { class: 'grid', x1: m.l, x2: W - m.r, y1: y(v), y2: y(v) }),
         s('text', { class: 'axis-label', x: m.l - 6, y: y(v) + 4, 'text-anchor': 'end' }, all.length ? fmt(v) : ''));
     }
@@ -2435,7 +2437,7 @@
         d += `${pen ? 'L' : 'M'}${x(i).toFixed(1)} ${y(v).toFixed(1)} `;
         pen = true;
       });
-      if (d) svg.append(s('path', { class: 'series', d, stroke: se.colour, dataset: { series: se.name } }));
+      if (d) svg.append(s('path', { class: 'series', d, stroke: se.colour, 'stroke-dasharray': se.dash || null, dataset: { series: se.name } }));
       se.values.forEach((v, i) => {
         if (v != null) {
           svg.append(s('circle', { class: 'series-dot', cx: x(i), cy: y(v), r: 2.2, fill: se.colour },
