@@ -1002,6 +1002,16 @@ def test_virtualised_waterfall_minimap_zoom_and_find(ui):
     assert width_after > width_before * 3, (width_before, width_after)
     page.click("#zoom-reset")
     assert page.js("window.aiecsTracing.state.zoom") == [0, 1]
+    # A narrower window redraws the minimap at its new width.
+    metrics = {"height": 900, "deviceScaleFactor": 1, "mobile": False}
+    page.send("Emulation.setDeviceMetricsOverride", {"width": 1000, **metrics})
+    try:
+        page.wait_for(
+            "(c => c.width === c.clientWidth && c.width < 1000)(document.getElementById('minimap-canvas'))",
+            "the minimap to follow the window",
+        )
+    finally:
+        page.send("Emulation.setDeviceMetricsOverride", {"width": 1280, **metrics})
 
 
 def test_collapsed_errors_clock_skew_and_warnings(ui):

@@ -2500,6 +2500,15 @@
       navigate(a.getAttribute('href'));
     });
     window.addEventListener('popstate', () => route());
+    let resizeTimer = 0;
+    window.addEventListener('resize', () => { // the minimap is a canvas; the waterfall fills its height
+      clearTimeout(resizeTimer);
+      resizeTimer = setTimeout(() => {
+        if (!traceState.trace || !document.getElementById('wf-rows')) return;
+        drawMinimap(traceState.trace);
+        renderWindow();
+      }, 100);
+    });
     document.getElementById('banner-close').addEventListener('click', () => banner.hide());
     document.getElementById('lookup-form').addEventListener('submit', (e) => {
       e.preventDefault();
