@@ -3,7 +3,10 @@
 Seeds the embedded collector with one OTLP/JSON trace, then drives Debian's
 Chromium through the DevTools protocol (plain websocket, no Playwright or
 Selenium) the way a user would: pick the service, search, open the trace,
-inspect the waterfall and the details of the failing span.
+inspect the waterfall and the details of the failing span. The tests after
+those open each view by the URLs Jaeger's UI writes, against a gallery of
+traces (OTLP/JSON and the project's own Jaeger UDP exporter). One Chromium
+serves the whole module.
 
 Set AIECS_SAVE_SCREENSHOTS=1 to also keep the screenshots under
 tests/artifacts/.
@@ -358,7 +361,7 @@ def otlp_trace(t0_ns: int) -> dict:
 # --------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def chromium_binary() -> str:
     binary = find_chromium()
     if binary is None:
@@ -395,13 +398,11 @@ def seeded(collector):
 
 
 @pytest.fixture()
-def browser(chromium_binary, tmp_path):
-    chrome = Chromium(chromium_binary, tmp_path)
-    try:
-        page = chrome.open_page()
-        yield page
-    finally:
-        chrome.close()
+def browser(shared_page):
+    """The module's one Chromium page, its recorded events and storage cleared."""
+    shared_page.events.clear()
+    shared_page.send("Page.navigate", {"url": "about:blank"})
+    yield shared_page
 
 
 def save_artifact(page: Page, tmp_path: Path, name: str) -> Path:
@@ -764,13 +765,9 @@ def gallery():
 
 
 @pytest.fixture(scope="module")
-def shared_page(tmp_path_factory):
-    binary = find_chromium()
-    if binary is None:
-        missing_service(
-            "a chromium binary", "run scripts/ensure_chromium.sh (or apt-get install -y chromium)"
-        )
-    chrome = Chromium(binary, tmp_path_factory.mktemp("chromium"))
+def shared_page(chromium_binary, tmp_path_factory):
+    """One Chromium for the module (a tab's state is reset by each test's fixture)."""
+    chrome = Chromium(chromium_binary, tmp_path_factory.mktemp("chromium"))
     try:
         yield chrome.open_page()
     finally:
