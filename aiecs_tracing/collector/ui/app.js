@@ -1466,7 +1466,7 @@
     relayout();
     if (reveal && matches && matches.size) {
       const first = t.spans.find((sp) => matches.has(sp.spanID));
-      scrollToSpan(first.spanID, false);
+      scrollToSpan(first.spanID, true);
     }
   }
 
