@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from aiecs_tracing.collector import connections
+from aiecs_tracing.collector import connections, framing
 from aiecs_tracing.collector.server import Collector
 from tests.integration.test_collector import api_get, otlp_batch, request
 
@@ -111,7 +111,7 @@ def test_a_hundred_stalled_20mb_bodies_are_refused_up_front_and_queries_still_an
 
 
 def test_slowloris_heads_time_out_and_never_block_queries(monkeypatch):
-    monkeypatch.setattr(connections, "HEAD_TIMEOUT", 1.0)
+    monkeypatch.setattr(framing, "HEAD_TIMEOUT", 1.0)
     with Collector(otlp_port=0, udp_port=None, ui_port=0) as c:
         sockets = []
         try:
