@@ -153,6 +153,10 @@ class RequestReader:
             if length < 0:
                 self._refuse(connection, plain_response(400, "Bad Request", "invalid Content-Length"))
                 return False
+            if length > self.max_body_bytes:  # ports without an admission budget: never buffered
+                message = f"request body of {length} bytes exceeds this port's {self.max_body_bytes} byte limit"
+                self._refuse(connection, plain_response(413, "Content Too Large", message))
+                return False
         if "100-continue" in headers.get("expect", "").lower():
             self._send(connection, b"HTTP/1.1 100 Continue\r\n\r\n")
         connection.state = "body"

@@ -41,6 +41,7 @@ DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
 DEFAULT_COMMIT_TIMEOUT = 10.0
 DEFAULT_MAX_CONNECTIONS = 512
+QUERY_MAX_BODY_BYTES = 64 * 1024  # the query and sampling ports take GETs: no body worth buffering
 UDP_RECEIVER = "jaeger_udp"
 MAX_DATAGRAM = 65_535
 RECEIVER_NAMES = {"otlp": "OTLP/HTTP receiver", "query": "query API and UI", "sampling": "sampling endpoint"}
@@ -239,7 +240,7 @@ class Collector:
                 max_connections=self.max_connections,
                 admit=admit,
                 release=release,
-                max_body_bytes=self.max_body_bytes,
+                max_body_bytes=self.max_body_bytes if name == "otlp" else QUERY_MAX_BODY_BYTES,
             )
         except (OSError, OverflowError) as exc:
             cause = exc if isinstance(exc, OSError) else OSError(None, str(exc))

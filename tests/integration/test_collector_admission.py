@@ -222,3 +222,12 @@ def wait_for(predicate, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.02)
     return bool(predicate())
+
+
+def test_query_port_refuses_large_bodies_before_reading_them():
+    with Collector(otlp_port=None, udp_port=None, ui_port=0) as c:
+        with socket.create_connection(("127.0.0.1", c.ui_port), timeout=5) as sock:
+            sock.sendall(b"POST /api/services HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10000000000\r\n\r\n")
+            assert read_head(sock).startswith(b"HTTP/1.1 413")
+        assert request(c.ui_port, "GET", "/api/services")[0] == 200
+
