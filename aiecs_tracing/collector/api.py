@@ -13,7 +13,7 @@ import mimetypes
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from .exposure import TOKEN_COOKIE, query_token, token_matches, without_token
 from .http_base import _BaseHandler, admit_exposed
@@ -102,7 +102,7 @@ class QueryHandler(_BaseHandler):
         offered = query_token(self.path) if token else None
         if token and offered is not None and token_matches(offered, token):
             # The UI's one-time token: keep it in a cookie the page's scripts cannot read.
-            cookie = f"{TOKEN_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"
+            cookie = f"{TOKEN_COOKIE}={quote(token, safe='')}; HttpOnly; SameSite=Strict; Path=/"
             headers = {"Location": without_token(self.path), "Set-Cookie": cookie, "Cache-Control": "no-store"}
             self.respond(303, b"", "text/plain; charset=utf-8", headers=headers)
             return

@@ -289,6 +289,13 @@ class BoundedHTTPServer(RequestReader):
             except Exception:  # noqa: BLE001 - the connection must go back to the selector regardless
                 logger.debug("collector: releasing a request's budget failed", exc_info=True)
             connection.head = None
-            with self._returned_lock:
-                self._returned.append((connection, keep))
-            self._wake()
+            if self._stopped.is_set():  # the selector is gone: nobody would close it
+                self._connections.pop(connection.sock, None)
+                try:
+                    connection.sock.close()
+                except OSError:
+                    pass
+            else:
+                with self._returned_lock:
+                    self._returned.append((connection, keep))
+                self._wake()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 TOKEN_COOKIE = "aiecs_tracing_token"
 TOKEN_ENV = "AIECS_TRACING_TOKEN"
@@ -63,7 +63,7 @@ def cookie(headers: dict[str, str], name: str = TOKEN_COOKIE) -> str | None:
     for part in headers.get("cookie", "").split(";"):
         key, sep, value = part.strip().partition("=")
         if sep and key == name:
-            return value
+            return unquote(value)  # the UI's cookie holds the token percent-encoded
     return None
 
 

@@ -73,6 +73,8 @@ def connect(path: str, *, writer: bool, durable: bool) -> sqlite3.Connection:
     """A connection in WAL mode; ``durable``: synchronous=NORMAL (a commit survives the process), else OFF."""
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     try:
+        if writer:  # takes effect only on a new file (before its first page is written): retention shrinks it
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL" if durable else "PRAGMA synchronous=OFF")
         db.execute("PRAGMA cache_size=-65536")  # 64 MiB
@@ -88,15 +90,12 @@ def connect(path: str, *, writer: bool, durable: bool) -> sqlite3.Connection:
 
 
 def initialise(db: sqlite3.Connection, schema: str, version: int, path: str) -> int:
-    """Create or check the schema (new files get incremental auto-vacuum); return the row count."""
+    """Create or check the schema; return the row count."""
     found = db.execute("PRAGMA user_version").fetchone()[0]
     if found > version:
         raise StoreOpenError(
             path, f"was written by a newer aiecs-tracing (schema {found} > {version}); upgrade, or use another --db"
         )
-    empty = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
-    if empty:  # only possible before the first table: lets retention give space back to the disk
-        db.execute("PRAGMA auto_vacuum=INCREMENTAL")
     db.executescript(schema)
     db.execute(f"PRAGMA user_version = {version}")
     db.execute("BEGIN IMMEDIATE")  # proves the file is writable now, not at the first span

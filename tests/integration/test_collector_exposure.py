@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
-TOKEN = "s3cret-token"
+TOKEN = "s3cret token;=%"  # characters a cookie cannot hold as they are
 
 
 def test_non_loopback_bind_needs_a_token_or_an_explicit_opt_out():
@@ -61,7 +62,7 @@ def test_token_guards_otlp_query_and_sampling_and_the_ui_takes_it_once_as_a_cook
         status, _headers, body = request(c.ui_port, "GET", "/api/services", headers=bearer)
         assert status == 200 and b"guarded" in body
 
-        status, headers, _ = request(c.ui_port, "GET", f"/search?service=guarded&token={TOKEN}")
+        status, headers, _ = request(c.ui_port, "GET", f"/search?service=guarded&token={urllib.parse.quote(TOKEN)}")
         assert status == 303 and headers["location"] == "/search?service=guarded"
         cookie = headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
