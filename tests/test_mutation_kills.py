@@ -83,3 +83,53 @@ def test_trace_headers_copied_from_the_previous_attempt_are_replaced(sink):
     assert "tracestate" not in headers and "uberctx-attempt" not in headers
     assert "attempt=first" not in headers.get("baggage", "")
     assert tracing.extract_span_context(headers).baggage == {}  # the new attempt carries no stale baggage
+
+
+class _Clock:
+    """``time.monotonic`` for the sampler, moved by hand: no test waits for real time."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def _rate_limited(monkeypatch, rate: float):
+    from aiecs_tracing.core import sampling
+
+    clock = _Clock()
+    monkeypatch.setattr(sampling, "time", clock)
+    return sampling.RateLimitingSampler(rate), clock
+
+
+def test_rate_limiting_sampler_is_a_token_bucket_of_capacity_max_rate_1(monkeypatch):
+    """Mutants: sampling.RateLimitingSampler's capacity, refill, threshold and cost (survivors of make mutate)."""
+    sampler, clock = _rate_limited(monkeypatch, 0.5)  # one trace every 2 s, bursts of at most 1
+    assert [sampler.take() for _ in range(3)] == [True, False, False]
+    clock.now += 1.0
+    assert sampler.take() is False  # half a token
+    clock.now += 1.0
+    assert sampler.take() is True  # exactly one token: enough
+    assert sampler.take() is False
+    clock.now += 3600
+    assert [sampler.take() for _ in range(2)] == [True, False]  # the bucket holds 1, however long idle
+
+    sampler, clock = _rate_limited(monkeypatch, 3)
+    assert [sampler.take() for _ in range(4)] == [True, True, True, False]  # a burst of 3
+    clock.now += 1 / 3 + 1e-9
+    assert [sampler.take() for _ in range(2)] == [True, False]
+
+
+def test_rate_limiting_sampler_of_zero_samples_nothing_and_keeps_attributes(monkeypatch):
+    from opentelemetry.sdk.trace.sampling import Decision
+    from opentelemetry.trace import TraceState
+
+    off, _ = _rate_limited(monkeypatch, 0)
+    assert not any(off.take() for _ in range(5))
+    sampler, _ = _rate_limited(monkeypatch, 1)
+    state = TraceState([("vendor", "v1")])
+    result = sampler.should_sample(None, 0xABC, "root", attributes={"a": 1}, trace_state=state)
+    assert result.decision is Decision.RECORD_AND_SAMPLE
+    assert dict(result.attributes) == {"a": 1} and result.trace_state is state
+    assert sampler.should_sample(None, 0xABD, "next").decision is Decision.DROP
