@@ -55,14 +55,20 @@ def test_full_batches_ended_on_a_loop_are_exported_on_that_loop(sink):
     loop_thread: list[int] = []
 
     async def main() -> None:
+        loop = asyncio.get_running_loop()
         loop_thread.append(threading.get_ident())
         # the agent's address is not resolved yet: that may block (DNS), so the thread does it
         _end_spans(t, 64, "first")
         assert await _arrived(sink, 64) == 64
+        assert t.flush(5)  # the thread is done with it (a loop finding it exporting leaves it the work)
         for batch in range(3):
             _end_spans(t, 64, f"loop{batch}-")
-            for _ in range(3):
-                await asyncio.sleep(0)  # the loop's drain callbacks run between the app's own
+            # the loop drains in chunks between the app's own callbacks until less than a chunk
+            # (at most 63) is left: the queue stays below the thread's backlog limit (128)
+            deadline = loop.time() + 5
+            while len(sink.spans) < 64 + 64 * (batch + 1) - 63:
+                assert loop.time() < deadline, f"batch {batch} was not exported on the loop"
+                await asyncio.sleep(0)
 
     asyncio.run(main())
     # the full batches went out without a flush (the periodic export is a minute away); what is
@@ -141,7 +147,7 @@ def test_a_loop_closed_before_its_drain_ran_loses_nothing(sink):
 
 
 def test_the_periodic_export_of_a_partial_batch_runs_on_the_loop_too(sink):
-    t = make_manager(sink, "loop-periodic", schedule_delay_millis=50, max_export_batch_size=64)
+    t = make_manager(sink, "loop-periodic", schedule_delay_millis=250, max_export_batch_size=64)
     calls: list[tuple[str, int]] = []
     loop_thread: list[int] = []
 
