@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test stress mutate coverage lint bench serve clean services jaeger
+.PHONY: demo test stress mutate coverage lint bench serve clean services jaeger compat
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -50,4 +50,8 @@ bench: $(STAMP)
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .venv-compat-* build *.egg-info
+
+# The suite against the oldest and the newest release of each supported range (pyproject.toml).
+compat:
+	bash scripts/compat.sh

@@ -250,7 +250,8 @@ def test_minimum_versions_are_pyprojects_extras() -> None:
         if sep and value.startswith("["):
             extras[key.strip()] = value
     for _module_name, dist, extra, minimum in _contract.MINIMUM_VERSIONS.values():
-        assert f'"{dist}>={minimum}"' in extras[extra], (dist, extra, extras.get(extra))
+        assert f'"{dist}>={minimum}' in extras[extra], (dist, extra, extras.get(extra))  # then "," or '"'
+        assert f'"{dist}>={minimum}"' in extras[extra] or f'"{dist}>={minimum},' in extras[extra]
 
 
 # --- idempotent install / uninstall on real targets -------------------------------------------

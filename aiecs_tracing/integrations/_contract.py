@@ -36,8 +36,8 @@ MINIMUM_VERSIONS: dict[str, tuple[str, str, str, str]] = {
     "starlette": ("starlette", "starlette", "fastapi", "0.27"),
     "httpx": ("httpx", "httpx", "httpx", "0.24"),
     "celery": ("celery", "celery", "celery", "5.3"),
-    "socketio": ("socketio", "python-socketio", "socketio", "5.8"),
-    "websockets": ("websockets", "websockets", "websockets", "12"),
+    "socketio": ("socketio", "python-socketio", "socketio", "5.13"),
+    "websockets": ("websockets", "websockets", "websockets", "15"),
 }
 
 _checked: dict[tuple[str, str], Any] = {}
