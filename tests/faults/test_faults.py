@@ -3,6 +3,7 @@ the collector or counted by that process as dropped. Zero unaccounted.
 
 - the collector killed with -9 and restarted (UDP: its port closed, then open again; OTLP:
   the exporter's retries meet the restarted collector);
+- uvicorn stopped with SIGTERM while spans wait in the queue: all of them are stored;
 - the OTLP endpoint hanging (accepts, never answers): requests keep their latency, every
   span is counted as dropped, and the app still exits within its shutdown timeout;
 - a dead backend for a long run: memory stays bounded.
@@ -159,3 +160,73 @@ def test_dead_backend_memory_stays_bounded() -> None:
     assert int(finished) == int(n) > 10_000
     assert int(dropped) + int(queued) >= int(finished) - 2_048  # all but what an export holds
     assert growth < RSS_BOUND_MB, (warm, end)
+
+
+APP_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from contextlib import asynccontextmanager
+    import uvicorn
+    from fastapi import FastAPI
+    from aiecs_tracing import TracingManager
+    from aiecs_tracing.integrations.fastapi import install_fastapi_tracing
+
+    otlp, report = sys.argv[1], sys.argv[2]
+    tracing = TracingManager("fault-sigterm", exporter="otlp", otlp_endpoint=otlp, set_global_provider=False,
+                             schedule_delay_millis=5000)  # spans wait in the queue: the stop must flush them
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        tracing.close_tracer()
+        with open(report, "w") as f:
+            json.dump(tracing.get_tracer_info(), f)
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/work/{n}")
+    async def work(n: int):
+        with tracing.span("step", tags={"n": n}):
+            return {"n": n}
+
+    install_fastapi_tracing(app, tracing)
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[3]), log_level="warning")
+    """
+)
+
+
+def test_uvicorn_stopped_with_sigterm_flushes_every_span(collector: CollectorProcess, tmp_path: Path) -> None:
+    import signal
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    report = tmp_path / "report.json"
+    app = subprocess.Popen([sys.executable, "-c", APP_SCRIPT, collector.otlp_url, str(report), str(port)])
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/docs", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and app.poll() is None, "the app did not start"
+                time.sleep(0.05)
+        requests = 60
+        for n in range(requests):
+            assert httpx.get(f"http://127.0.0.1:{port}/work/{n}", timeout=5).status_code == 200
+        app.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal (exit status -15) since 0.29
+        assert app.wait(15) in (0, -signal.SIGTERM)
+    finally:
+        if app.poll() is None:
+            app.kill()
+    import json
+
+    info = json.loads(report.read_text())
+    (row,) = reconcile(collector, [info])
+    print(f"\nSIGTERM: {row}")
+    # a server and a "step" span per request, and the server span of the one readiness probe answered
+    assert row["finished"] == 2 * requests + 1 and row["dropped"] == 0 and row["unaccounted"] == 0, row
