@@ -19,7 +19,7 @@ NEWEST=(
 )
 # what the tests themselves use (not part of the ranges under test)
 TOOLS=(pytest pytest-timeout hypothesis "jaeger-client==4.8.0" "thrift>=0.16" six tornado mock pyyaml aiohttp uvicorn)
-TESTS=(tests --ignore=tests/integration --ignore=tests/faults
+TESTS=(tests/test_*.py
        tests/integration/test_asgi.py tests/integration/test_httpx.py tests/integration/test_fastapi_native.py
        tests/integration/test_socketio.py tests/integration/test_websocket_manager.py
        tests/integration/test_celery_inprocess.py)
