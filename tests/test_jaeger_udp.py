@@ -34,9 +34,9 @@ from aiecs_tracing.core.exporters.jaeger_thrift import (
     encode_emit_batch,
     encode_process,
     encode_span,
-    jaeger_process_tags,
 )
 from aiecs_tracing.core.exporters.jaeger_udp import JaegerUDPExporter
+from aiecs_tracing.core.resources import jaeger_process_tags
 from tests.wire import unreceived_udp_port
 
 WAIT_SECONDS = 15.0  # upper bound for datagrams already sent to arrive; never a timing assertion

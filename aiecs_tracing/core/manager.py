@@ -12,7 +12,6 @@ from __future__ import annotations
 import atexit
 import contextvars
 import logging
-import socket
 import threading
 import time
 import weakref
@@ -38,6 +37,7 @@ from .light import LightSource, start_light
 from .processor import BoundedBatchProcessor
 from .propagation import extract_headers, inject_fields, inject_headers
 from .redaction import register_secret_keys
+from .resources import local_hostname
 from .sampling import close_sampler, describe_sampler, sampler_for, sampling_info
 from .span import NoopSpan, Span, SpanContext, to_span_kind
 
@@ -127,7 +127,7 @@ class TracingManager:
         try:
             attributes: dict[str, Any] = {**cfg.resource_attributes, **cfg.process_tags}
             attributes["service.name"] = cfg.service_name
-            attributes.setdefault("host.name", _hostname())
+            attributes.setdefault("host.name", local_hostname())
             resource = Resource.create(attributes)
             # shutdown_on_exit=False: the SDK's own exit hook would spend its 5 s default in the
             # flush and again in the join, per manager; ours (below) shares one deadline.
@@ -699,17 +699,6 @@ def _install_record_factory() -> None:
     logging.setLogRecordFactory(factory)
 
 
-_hostname_cache: str | None = None
-
-
-def _hostname() -> str:
-    global _hostname_cache
-    if _hostname_cache is None:
-        try:
-            _hostname_cache = socket.gethostname()
-        except Exception:
-            _hostname_cache = "unknown"
-    return _hostname_cache
 
 
 def _register_fork_flush(manager: TracingManager) -> None:

@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ..guard import report_error
+from ..resources import jaeger_process_tags
 from .jaeger_thrift import (
     _FIELD_TYPES,
     MESSAGE_OVERHEAD_MAX,
@@ -33,7 +34,6 @@ from .jaeger_thrift import (
     encode_process,
     encode_span,
     encode_span_truncated,
-    jaeger_process_tags,
 )
 
 __all__ = ["JaegerUDPExporter"]
