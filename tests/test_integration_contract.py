@@ -349,7 +349,7 @@ def test_plain_asgi_app_is_wrapped_and_unwrapped() -> None:
 def test_websocket_tracers_share_attribute_names() -> None:
     from aiecs_tracing.core import instrumentation
 
-    asgi_source = (PACKAGE / "integrations" / "asgi.py").read_text()
+    asgi_source = (PACKAGE / "integrations" / "asgi_websocket.py").read_text()  # the ASGI tracer's WebSocket half
     ws_source = (PACKAGE / "integrations" / "websocket.py").read_text()
     for name in ("WEBSOCKET_CLOSE_CODE", "WEBSOCKET_MESSAGES_RECEIVED", "WEBSOCKET_MESSAGES_SENT", "OPERATION_RECEIVE"):
         assert name in asgi_source and name in ws_source, name

@@ -32,21 +32,10 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from ..core.instrumentation import (
-    MESSAGING_BODY_SIZE,
-    MESSAGING_OPERATION_TYPE,
     NEW_TRACE,
-    OPERATION_RECEIVE,
-    OPERATION_SEND,
     REDACTED,
     SENSITIVE_HEADERS,
     SENSITIVE_QUERY_PARAMS,
-    WEBSOCKET_CLOSE_CODE,
-    WEBSOCKET_CLOSE_INITIATOR,
-    WEBSOCKET_CLOSE_REASON,
-    WEBSOCKET_MESSAGE_SIZE,
-    WEBSOCKET_MESSAGE_TYPE,
-    WEBSOCKET_MESSAGES_RECEIVED,
-    WEBSOCKET_MESSAGES_SENT,
     Span,
     SpanKind,
     active_manager,
@@ -54,7 +43,6 @@ from ..core.instrumentation import (
     detach,
     guarded,
     integration_secret_keys,
-    is_current,
     is_sensitive_header,
     is_sensitive_param,
     redact_query,
@@ -540,30 +528,9 @@ class TracingMiddleware:
 
     # --- WebSocket ----------------------------------------------------------------------
     async def _websocket(self, tracing: TracingManager, scope: Scope, receive: Receive, send: Send) -> None:
-        root_path = scope.get("root_path", "")
-        try:
-            attributes, carrier = self._request_attributes(scope, "GET", True)
-            attributes["network.protocol.name"] = "websocket"
-            span = start_span(tracing, "WEBSOCKET", attributes, SpanKind.SERVER, self._continue_from(tracing, carrier))
-        except Exception as exc:
-            report_error("asgi websocket start", exc)
-            span = None
-        if span is None:
-            await self.app(scope, receive, send)
-            return
-        conn = _WebSocketState(self, tracing, span, scope, root_path)
-        token = _attach(tracing, span)
-        try:
-            await self.app(scope, conn.receive(receive), conn.send(send))
-        except BaseException as exc:
-            conn.failed(exc)
-            raise
-        finally:
-            conn._end_received()  # its context token was attached after ours: reset it first
-            if token is not None:
-                detach(tracing, token)
-            conn.finish()
+        from .asgi_websocket import serve_websocket  # the module imports this one
 
+        await serve_websocket(self, tracing, scope, receive, send)
 
 
 class _StackInstallation(Installation):
@@ -620,206 +587,3 @@ def uninstall_asgi_tracing(app: Any) -> Any:
     elif isinstance(getattr(app, "user_middleware", None), list):  # added by hand: removed all the same
         _StackInstallation(app, None, {}).uninstall()
     return app
-
-
-# --- one WebSocket connection ------------------------------------------------------------------
-class _WebSocketState:
-    """One connection: the connection span, the open received-message span, close details."""
-
-    __slots__ = (
-        "mw",
-        "tracing",
-        "span",
-        "scope",
-        "root_path",
-        "recv_span",
-        "recv_token",
-        "close_code",
-        "close_reason",
-        "initiator",
-        "accepted",
-        "status",
-        "received",
-        "sent",
-        "template",
-    )
-
-    def __init__(self, mw: TracingMiddleware, tracing: TracingManager, span: Span, scope: Scope, root_path: str):
-        self.mw = mw
-        self.tracing = tracing
-        self.span = span
-        self.scope = scope
-        self.root_path = root_path
-        self.recv_span: Span | None = None
-        self.recv_token: object = None
-        self.close_code: int | None = None
-        self.close_reason: str | None = None
-        self.initiator: str | None = None
-        self.accepted = False
-        self.status: int | None = None
-        self.received = 0
-        self.sent = 0
-        self.template: str | None = None
-
-    def _name(self) -> None:
-        if self.template is not None:
-            return
-        template, _ = self.mw._route_name(self.scope, "WEBSOCKET", self.root_path)
-        if template is not None:
-            self.template = template
-            self.span.set_operation_name(f"WEBSOCKET {template}")
-            self.span.otel_span.set_attribute("http.route", template)
-
-    def _message_span(self, operation: str, message: Message, kind: SpanKind, parent: Span) -> Span | None:
-        data = message.get("text")
-        if data is not None:
-            mtype = "text"
-            size = len(data) if data.isascii() else len(data.encode("utf-8", "replace"))
-        else:
-            mtype = "binary"
-            data = message.get("bytes")
-            size = len(data) if data is not None else 0
-        name = f"{operation} {self.template}" if self.template else f"websocket {operation}"
-        return start_span(
-            self.tracing,
-            name,
-            {
-                "component": self.mw.component,
-                WEBSOCKET_MESSAGE_TYPE: mtype,
-                WEBSOCKET_MESSAGE_SIZE: size,
-                MESSAGING_BODY_SIZE: size,
-                MESSAGING_OPERATION_TYPE: operation,
-            },
-            kind,
-            parent,
-        )
-
-    def _end_received(self) -> None:
-        recv = self.recv_span
-        if recv is not None:
-            self.recv_span = None
-            token, self.recv_token = self.recv_token, None
-            if token is not None:
-                detach(self.tracing, token)
-            recv.finish()
-
-    def _closed(self, code: Any, reason: Any, initiator: str) -> None:
-        if self.close_code is None:
-            self.close_code = code if isinstance(code, int) else 1005
-            self.close_reason = reason if isinstance(reason, str) and reason else None
-            self.initiator = initiator
-
-    def receive(self, receive: Receive) -> Receive:
-        spans = self.mw.websocket_message_spans
-
-        async def traced_receive() -> Message:
-            # the app asks for the next message: it has finished handling the previous one
-            if self.recv_span is not None:
-                try:
-                    self._end_received()
-                except Exception as exc:
-                    report_error("asgi websocket receive", exc)
-            message = await receive()
-            try:
-                kind = message["type"]
-                if kind == "websocket.receive":
-                    self.received += 1
-                    if spans:
-                        self._name()
-                        recv = self._message_span(OPERATION_RECEIVE, message, SpanKind.CONSUMER, self.span)
-                        if recv is not None:
-                            self.recv_span = recv
-                            self.recv_token = attach(self.tracing, recv)
-                elif kind == "websocket.disconnect":
-                    self._closed(message.get("code", 1005), message.get("reason"), "client")
-            except Exception as exc:
-                report_error("asgi websocket receive", exc)
-            return message
-
-        return traced_receive
-
-    def send(self, send: Send) -> Send:
-        spans = self.mw.websocket_message_spans
-
-        async def traced_send(message: Message) -> None:
-            kind = message.get("type")
-            if kind == "websocket.send":
-                self.sent += 1
-                out = None
-                if spans:
-                    try:
-                        self._name()
-                        # a reply sent while a received message is handled (in that task) is its
-                        # child; a send from anywhere else (a broadcast task) is the connection's
-                        recv = self.recv_span
-                        parent = recv if recv is not None and is_current(recv) else self.span
-                        out = self._message_span(OPERATION_SEND, message, SpanKind.PRODUCER, parent)
-                    except Exception as exc:
-                        report_error("asgi websocket send", exc)
-                if out is None:
-                    await send(message)
-                    return
-                try:
-                    await send(message)
-                except BaseException as exc:
-                    out.record_exception(exc)
-                    raise
-                finally:
-                    out.finish()
-                return
-            try:
-                if kind == "websocket.accept":
-                    self.accepted = True
-                    self.status = 101
-                    self._name()
-                    if self.mw.traceresponse_w3c or self.mw.traceresponse_jaeger:
-                        headers = list(message.get("headers") or ())
-                        self.mw._response_trace_headers(self.span, headers)
-                        message = {**message, "headers": headers}
-                elif kind == "websocket.close":
-                    self._name()
-                    if not self.accepted:
-                        self.status = 403
-                    self._closed(message.get("code", 1000), message.get("reason"), "server")
-                elif kind == "websocket.http.response.start":
-                    self._name()
-                    self.status = message.get("status")
-            except Exception as exc:
-                report_error("asgi websocket send", exc)
-            await send(message)
-
-        return traced_send
-
-    def failed(self, exc: BaseException) -> None:
-        try:
-            self._end_received()
-            if self.close_code is None and self.accepted:
-                self._closed(1011, None, "server")  # what the server sends after an app error
-            elif not self.accepted and self.status is None:
-                self.status = 500  # the handshake is answered with a 500
-            self.span.record_exception(exc)
-        except Exception as err:
-            report_error("asgi websocket error", err)
-
-    def finish(self) -> None:
-        try:
-            self._end_received()
-            self._name()
-            otel = self.span.otel_span
-            if self.close_code is None and self.accepted:
-                self._closed(1000, None, "server")  # the server closes normally when the app returns
-            status = self.status if self.status is not None else (101 if self.accepted else 403)
-            otel.set_attribute("http.response.status_code", status)
-            otel.set_attribute("http.status_code", status)
-            if self.close_code is not None:
-                otel.set_attribute(WEBSOCKET_CLOSE_CODE, self.close_code)
-                otel.set_attribute(WEBSOCKET_CLOSE_INITIATOR, self.initiator or "")
-                if self.close_reason:
-                    otel.set_attribute(WEBSOCKET_CLOSE_REASON, self.close_reason)
-                if self.close_code == 1011:
-                    self.span.set_status_error("WebSocket closed with 1011 (internal error)")
-            otel.set_attribute(WEBSOCKET_MESSAGES_RECEIVED, self.received)
-            otel.set_attribute(WEBSOCKET_MESSAGES_SENT, self.sent)
-        except Exception as exc:
-            report_error("asgi websocket finish", exc)
-        self.span.finish()
