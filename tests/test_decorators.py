@@ -376,7 +376,10 @@ def test_internal_failures_never_reach_user_code(tracing, monkeypatch, caplog):
     def fails():
         raise ValueError("user error")
 
-    monkeypatch.setattr(tracing.tracer, "start_span", broken)
+    from aiecs_tracing.core import manager as manager_module
+
+    monkeypatch.setattr(tracing.tracer, "start_span", broken)  # the SDK's span ...
+    monkeypatch.setattr(manager_module, "start_light", broken)  # ... and the fast path's
     guard._reset_for_tests()
     with caplog.at_level("WARNING", logger="aiecs_tracing"):
         assert [work(i) for i in range(5)] == [0, 2, 4, 6, 8]

@@ -92,7 +92,7 @@ class _CallSpec:
                         positional_names=self.positional_names,
                     ),
                 }
-            return self.manager._start(self.name, attributes, self.kind)
+            return self.manager._start_fast(self.name, dict(attributes), self.kind)
         except Exception as exc:
             report_error("decorator start", exc)
             return None

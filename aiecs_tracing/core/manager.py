@@ -252,24 +252,34 @@ class TracingManager:
         if not self._active:
             return None
         try:
-            source = self._light_source
-            if source is None:
-                try:
-                    source = self._light_source = LightSource(self)
-                except Exception:  # another SDK shape: regular spans from now on
-                    source = self._light_source = False
-            if source is False:
-                return self._start(operation_name, attributes, kind, parent_span)
-            ctx, baggage, debug = self._parent_context(parent_span)
-            if ctx is None:
-                ctx = otel_context.get_current()
-            parent = trace.get_current_span(ctx).get_span_context()
-            light = start_light(source, operation_name, kind, attributes, ctx, parent if parent.is_valid else None)
-            self._spans_started += 1
-            return Span(light, self, operation_name, baggage, debug)
+            return self._start_fast(operation_name, attributes, kind, parent_span)
         except Exception as exc:
             guard.report_error("start_light_span", exc)
             return None
+
+    def _start_fast(
+        self, operation_name: str, attributes: dict[str, Any], kind: SpanKind, parent_span: Any = None
+    ) -> Span | None:
+        """The one fast path of every span (seed API, decorators, integrations); raises on failure.
+
+        A light span when the SDK has the shape :class:`LightSource` checks for, else the SDK's
+        own span (``attributes`` is kept by the span: pass a dict of its own).
+        """
+        source = self._light_source
+        if source is None:
+            try:
+                source = self._light_source = LightSource(self)
+            except Exception:  # another SDK shape: regular spans from now on
+                source = self._light_source = False
+        if source is False:
+            return self._start(operation_name, attributes, kind, parent_span)
+        ctx, baggage, debug = self._parent_context(parent_span)
+        if ctx is None:
+            ctx = otel_context.get_current()
+        parent = trace.get_current_span(ctx).get_span_context()
+        light = start_light(source, operation_name, kind, attributes, ctx, parent if parent.is_valid else None)
+        self._spans_started += 1
+        return Span(light, self, operation_name, baggage, debug)
 
     def start_span(
         self,
@@ -293,11 +303,14 @@ class TracingManager:
             attributes = sanitize_tags(tags, self.config.max_tag_value_length, self.config.secret_keys)
             if kind is None and "span.kind" in attributes:
                 kind = attributes.pop("span.kind")
+            parent = parent_span if parent_span is not None else child_of
+            if start_time is None and not links:  # the one fast path every span can take
+                return self._start_fast(operation_name, attributes, to_span_kind(kind), parent)
             return self._start(
                 operation_name,
                 attributes,
                 to_span_kind(kind),
-                parent_span if parent_span is not None else child_of,
+                parent,
                 int(start_time * 1e9) if start_time is not None else None,
                 links,
             )
