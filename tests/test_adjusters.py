@@ -67,3 +67,15 @@ def test_skew_is_measured_across_hosts_only() -> None:
                               no_ip_longer, no_ip_async])  # fmt: skip
     disabled = "clock skew adjustment disabled; not applying calculated delta of "
     assert warnings == [None, None, [disabled + "50µs"], None, [disabled + "50µs"], [disabled + "100µs"], None]
+
+
+def test_zero_duration_thrift_span_gets_jaegers_sanitizer_warning() -> None:
+    thrift = Process("udp", [("opencensus.exporterversion", STRING, "Jaeger-Python-4.8.0")])
+    start_us = 1_796_215_950_370_120  # 2026-12-02 12:52:30.37012 UTC
+    zero = span("z", None, start_us, 0, thrift)
+    otlp_zero = span("o", None, start_us, 0, NO_IP)  # sub-microsecond over OTLP: not zero ns there
+    assert span_warnings([zero, otlp_zero]) == [
+        ["Negative duration detected, sanitizing end timestamp. Original end timestamp: "
+         "2026-12-02 12:52:30.37012 +0000 UTC, adjusted to: 2026-12-02 12:52:30.370120001 +0000 UTC"],
+        None,
+    ]  # fmt: skip

@@ -8,7 +8,9 @@ still warns, and jaeger-ui shows those warnings on the span:
 - ``invalid parent span IDs=<id>; skipping clock skew adjustment`` when the parent is not in
   the trace (a caller whose spans never arrived);
 - ``clock skew adjustment disabled; not applying calculated delta of <Go duration>`` when a
-  span from another host (or with no ``ip`` process tag) does not fit inside its parent.
+  span from another host (or with no ``ip`` process tag) does not fit inside its parent;
+- and, added when it stores a span, ``Negative duration detected, ...`` for a span that does
+  not end after it starts (a Jaeger thrift span shorter than its 1 µs resolution).
 
 Mirrors ``cmd/query/app/querysvc/internal/adjuster/clockskew.go`` (pinned against a real
 Jaeger by ``tests/integration/test_real_jaeger.py``).
@@ -19,6 +21,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 from collections.abc import Sequence
+from datetime import datetime, timezone
 
 from .model import BINARY, CHILD_OF, FOLLOWS_FROM, INT64, STRING, SpanRecord
 
@@ -53,6 +56,38 @@ def _fraction(value: int, unit: int) -> str:
     whole, part = divmod(value, unit)
     digits = str(part).rjust(len(str(unit)) - 1, "0").rstrip("0")
     return f"{whole}.{digits}" if digits else str(whole)
+
+
+NEGATIVE_DURATION = "Negative duration detected, sanitizing end timestamp. Original end timestamp: {}, adjusted to: {}"
+
+
+def go_utc_time(nanoseconds: int) -> str:
+    """Go's ``time.Time.String()`` of a UTC instant: ``2026-12-02 14:12:04.37012 +0000 UTC``."""
+    seconds, fraction = divmod(nanoseconds, 1_000_000_000)
+    text = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    digits = f"{fraction:09d}".rstrip("0")
+    return f"{text}.{digits} +0000 UTC" if digits else f"{text} +0000 UTC"
+
+
+def _from_jaeger_thrift(record: SpanRecord) -> bool:
+    """Spans that came as Jaeger thrift (their times are whole microseconds)."""
+    return any(
+        key == "opencensus.exporterversion" and isinstance(value, str) and value.startswith("Jaeger-")
+        for key, _type, value in record.process.tags
+    )
+
+
+def _duration_warning(record: SpanRecord) -> str | None:
+    """Jaeger v2 gives a span that does not end after it starts 1 ns, and says so.
+
+    Only spans that came as Jaeger thrift are known to have ended exactly at their start:
+    an OTLP span shorter than a microsecond is stored as 0 µs here but was not 0 ns there.
+    """
+    if record.duration_us > 0 or not _from_jaeger_thrift(record):
+        return None
+    start_ns = record.start_us * 1000
+    end_ns = start_ns + record.duration_us * 1000
+    return NEGATIVE_DURATION.format(go_utc_time(end_ns), go_utc_time(start_ns + 1))
 
 
 def parent_span_id(record: SpanRecord) -> str | None:
@@ -110,6 +145,10 @@ def span_warnings(spans: Sequence[SpanRecord]) -> list[list[str] | None]:
         else:
             found.append(text)
 
+    for index, record in enumerate(spans):  # added when Jaeger stores the span: first
+        sanitized = _duration_warning(record)
+        if sanitized is not None:
+            warn(index, sanitized)
     nodes: dict[str, int] = {}
     for index, record in enumerate(spans):
         if record.span_id in nodes:
