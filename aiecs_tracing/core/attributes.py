@@ -62,7 +62,7 @@ def _jsonable(value: Any, secret_keys: tuple[str, ...], depth: int) -> Any:
         name_field = secret_named_entry(value, secret_keys)  # {"name": "Authorization", "value": S}
         for index, (k, v) in enumerate(value.items()):
             if index >= MAX_ITEMS:
-                out["..."] = f"{_safe_len(value) - MAX_ITEMS} more"
+                out["..."] = f"{_safe_len(value) - MAX_ITEMS} more"  # type: ignore[operator]  # len() works on a mapping this long
                 break
             key = k if type(k) is str else _scalar_key(k)
             if is_secret_key(key, secret_keys) or (name_field is not None and k != name_field):
@@ -78,7 +78,7 @@ def _jsonable(value: Any, secret_keys: tuple[str, ...], depth: int) -> Any:
         items = []
         for index, item in enumerate(value):
             if index >= MAX_ITEMS:
-                items.append(f"... {_safe_len(value) - MAX_ITEMS} more")
+                items.append(f"... {_safe_len(value) - MAX_ITEMS} more")  # type: ignore[operator]  # len() works on a container this long
                 break
             items.append(_jsonable(item, secret_keys, depth + 1))
         return items

@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanKind, get_current_span
@@ -123,6 +123,30 @@ WEBSOCKET_MESSAGES_SENT = "websocket.messages.sent"
 
 
 # --- spans -------------------------------------------------------------------------------------
+@overload
+def start_span(
+    tracing: TracingManager,
+    name: str,
+    attributes: dict[str, Any] | None = None,
+    kind: SpanKind = SpanKind.INTERNAL,
+    parent: Any = None,
+    *,
+    start_time: int | None = None,
+    links: Iterable[Link] | None = None,
+    fast: Literal[False] = False,
+) -> Span: ...
+@overload
+def start_span(
+    tracing: TracingManager,
+    name: str,
+    attributes: dict[str, Any] | None = None,
+    kind: SpanKind = SpanKind.INTERNAL,
+    parent: Any = None,
+    *,
+    start_time: int | None = None,
+    links: Iterable[Link] | None = None,
+    fast: bool,
+) -> Span | None: ...
 def start_span(
     tracing: TracingManager,
     name: str,

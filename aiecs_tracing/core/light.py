@@ -125,8 +125,11 @@ class LightSpan(trace.Span, ReadableSpan):
     _links = ()
     _events: tuple[()] | list[Event] = ()  # a list once the first event is added (most spans have none)
     _instrumentation_info = None
-    _resource = None  # set per span when recorded (the provider's), read by exporters
+    _resource = None  # type: ignore[assignment]  # set per span when recorded (the provider's), read by exporters
     _instrumentation_scope = None
+    # narrower than ReadableSpan's Optional fields: always set in __init__ (annotations only)
+    _context: trace.SpanContext
+    _attributes: dict[str, Any]
 
     def __init__(
         self,
@@ -264,7 +267,7 @@ def start_light(
             flags = _FLAGS[1]
             if remote is not None:
                 decision = remote.sample_root(trace_id, name)
-                if decision.decision.is_sampled():
+                if decision.decision.is_sampled():  # type: ignore[no-untyped-call]  # unannotated in the SDK
                     attributes.update(decision.attributes)  # sampler.type, sampler.param
                 else:
                     flags = _FLAGS[0]

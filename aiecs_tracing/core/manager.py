@@ -17,7 +17,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -46,7 +46,7 @@ logger = logging.getLogger("aiecs_tracing")
 _WRAPPER_KEY = otel_context.create_key("aiecs-tracing-span")
 # The runtime context's own detach raises instead of logging, which is what we want here.
 _runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
-_detach_token: Callable[[object], None] = _runtime.detach if _runtime is not None else otel_context.detach
+_detach_token: Callable[[Any], None] = _runtime.detach if _runtime is not None else otel_context.detach
 # OpenTelemetry's default runtime context is one ContextVar: the per-request attach/detach read and
 # set it directly (C calls) instead of through two Python layers each way. Tokens are the same
 # ContextVar tokens either way; any other runtime context (OTEL_PYTHON_CONTEXT) goes through the API.
@@ -101,7 +101,7 @@ class TracingManager:
         self._spans_finished = 0
         self._formats = cfg.propagators
         self._log_filter: logging.Filter | None = None
-        self._light_source: LightSource | bool | None = None
+        self._light_source: LightSource | Literal[False] | None = None
         self._opentracing_tracer: Any = None  # tracing.opentracing_tracer, made on first use
         if cfg.error:
             logger.warning("Failed to initialize Jaeger tracer: %s; tracing is disabled", cfg.error)
@@ -192,7 +192,7 @@ class TracingManager:
         """(OpenTelemetry context to start in, baggage to inherit, debug flag) for ``parent``."""
         if parent is None:
             current = otel_context.get_current()
-            wrapper = current.get(_WRAPPER_KEY)
+            wrapper: Span | None = current.get(_WRAPPER_KEY)  # type: ignore[assignment]  # our Span, set by _attach
             if wrapper is not None:
                 return None, dict(wrapper.baggage), wrapper.debug
             return None, {}, False
@@ -206,7 +206,7 @@ class TracingManager:
         if isinstance(parent, trace.SpanContext):
             return trace.set_span_in_context(NonRecordingSpan(parent), Context()), {}, False
         if isinstance(parent, Context):
-            wrapper = parent.get(_WRAPPER_KEY)
+            wrapper = parent.get(_WRAPPER_KEY)  # type: ignore[assignment]  # our Span, set by _attach
             return parent, (dict(wrapper.baggage) if wrapper else {}), (wrapper.debug if wrapper else False)
         trace_id, span_id = getattr(parent, "trace_id", None), getattr(parent, "span_id", None)
         if isinstance(trace_id, int) and isinstance(span_id, int) and trace_id and span_id:
@@ -228,7 +228,7 @@ class TracingManager:
         parent: Any = None,
         start_time: int | None = None,
         links: Any = None,
-    ) -> Span | None:
+    ) -> Span:
         """The hot path behind every span: attributes are already attribute-safe."""
         ctx, baggage, debug = self._parent_context(parent)
         otel_span = self.tracer.start_span(  # type: ignore[union-attr]
@@ -360,7 +360,7 @@ class TracingManager:
         otel_span = trace.get_current_span(current)
         if not otel_span.get_span_context().is_valid:
             return None
-        wrapper = current.get(_WRAPPER_KEY)
+        wrapper: Span | None = current.get(_WRAPPER_KEY)  # type: ignore[assignment]  # our Span, set by _attach
         if wrapper is not None and wrapper._otel is otel_span:
             return wrapper
         return Span(otel_span, self, getattr(otel_span, "name", ""))
@@ -429,7 +429,9 @@ class TracingManager:
             span.finish()
 
     # --- decorators -------------------------------------------------------------------
-    def with_tracing(self, operation_name: str | None = None, tags: dict[str, Any] | None = None) -> Callable:
+    def with_tracing(
+        self, operation_name: str | None = None, tags: dict[str, Any] | None = None
+    ) -> Callable[..., Any]:
         """Trace every call of the decorated function (sync, async, generator, async generator).
 
         ``@tracing.with_tracing("name")``; bare ``@tracing.with_tracing`` names the span
@@ -446,7 +448,7 @@ class TracingManager:
         query: str | None = None,
         *,
         db_system: str | None = None,
-    ) -> Callable:
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """A CLIENT span for a database call, with the seed's tags and OpenTelemetry's."""
         system = db_system or self.config.db_system
         tags: dict[str, Any] = {
@@ -468,7 +470,7 @@ class TracingManager:
 
     def trace_external_call(
         self, service_name: str, endpoint: str | None = None, *, method: str | None = None
-    ) -> Callable:
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """A CLIENT span for a call to another service; the status comes from the real response."""
         tags: dict[str, Any] = {"component": "external_call", "peer.service": service_name}
         if endpoint:
@@ -480,7 +482,7 @@ class TracingManager:
         name = f"{service_name} {endpoint}" if endpoint else f"call {service_name}"
         return traced(self, name, tags, kind=SpanKind.CLIENT, on_result=_record_response_status)
 
-    def trace_tool_execution(self, tool_name: str, operation: str) -> Callable:
+    def trace_tool_execution(self, tool_name: str, operation: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """A span per tool run: ``tool.name``, ``tool.operation``, ``tool.success``, ``tool.result_size``."""
         tags = {
             "component": "tool",

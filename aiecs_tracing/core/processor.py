@@ -367,7 +367,7 @@ class BoundedBatchProcessor(SpanProcessor):
         with self._export_lock:
             queue = self._queue
             while queue:
-                batch = []
+                batch: list[ReadableSpan] = []
                 while queue and len(batch) < self.max_export_batch_size:
                     batch.append(queue.popleft())
                 ok = self._export(batch) and ok

@@ -32,8 +32,8 @@ OpenTelemetry's spelling ``REDACTED`` (:func:`redact_query`).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeGuard
 
 from .config import DEFAULT_SECRET_KEYS
 
@@ -321,7 +321,7 @@ def redact_text(text: str, secret_keys: tuple[str, ...] = DEFAULT_SECRET_KEYS, l
     return scrub_text(text, secret_keys)
 
 
-def is_secret_pair(value: Any, secret_keys: tuple[str, ...]) -> bool:
+def is_secret_pair(value: Any, secret_keys: tuple[str, ...]) -> TypeGuard[Sequence[Any]]:
     """A ``(name, value, ...)`` header tuple/list whose name is a secret."""
     return (
         type(value) in (tuple, list)
@@ -338,6 +338,7 @@ def secret_named_entry(value: Any, secret_keys: tuple[str, ...]) -> str | None:
     """For ``{"name": "Authorization", "value": S}`` (HAR headers, AWS tags): the name field."""
     if len(value) > 4:
         return None
+    field: str  # a key equal to one of _NAME_FIELDS when returned
     for field in value:
         if field in _NAME_FIELDS:
             name = value[field]

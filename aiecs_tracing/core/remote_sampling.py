@@ -72,7 +72,7 @@ def _section(doc: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
     return value
 
 
-def parse_strategy(doc: Any) -> tuple:
+def parse_strategy(doc: Any) -> tuple[Any, ...]:
     """A hashable description of a strategy response (thrift-JSON or api_v2 JSON).
 
     ``("probabilistic", rate)``, ``("ratelimiting", traces_per_second)`` or
@@ -112,7 +112,7 @@ def parse_strategy(doc: Any) -> tuple:
     return ("probabilistic", _number(section.get("samplingRate"), "samplingRate", 0, 1))
 
 
-def describe_strategy(description: tuple) -> str:
+def describe_strategy(description: tuple[Any, ...]) -> str:
     if description[0] == "operations":
         return (f"per-operation: default probabilistic {description[1]:g}, lower bound "
                 f"{description[2]:g}/s, {len(description[3])} operation(s)")
@@ -124,7 +124,7 @@ def describe_strategy(description: tuple) -> str:
 
 
 def _tags(sampler_type: str, param: float) -> tuple[dict[str, Any], SamplingResult]:
-    tags = {"sampler.type": sampler_type, "sampler.param": param}
+    tags: dict[str, Any] = {"sampler.type": sampler_type, "sampler.param": param}
     return tags, SamplingResult(_SAMPLE, tags)
 
 
@@ -179,7 +179,7 @@ class _GuaranteedThroughput:
 class _PerOperation:
     __slots__ = ("samplers", "default_rate", "lower_bound", "max_operations", "fallback")
 
-    def __init__(self, default_rate: float, lower_bound: float, operations: tuple, max_operations: int) -> None:
+    def __init__(self, default_rate: float, lower_bound: float, operations: tuple[Any, ...], max_operations: int) -> None:
         self.default_rate = default_rate
         self.lower_bound = lower_bound
         self.max_operations = max_operations
@@ -195,7 +195,9 @@ class _PerOperation:
         return sampler.sample(trace_id, name, attributes)
 
 
-def build_decider(description: tuple, max_operations: int = DEFAULT_MAX_OPERATIONS) -> Any:
+def build_decider(
+    description: tuple[Any, ...], max_operations: int = DEFAULT_MAX_OPERATIONS
+) -> _PerOperation | _RateLimiting | _Probabilistic:
     if description[0] == "operations":
         return _PerOperation(description[1], description[2], description[3], max_operations)
     if description[0] == "ratelimiting":
@@ -228,7 +230,7 @@ class JaegerRemoteSampler(Sampler):
         separator = "&" if "?" in endpoint else "?"
         self.url = f"{endpoint}{separator}service={urllib.parse.quote(service_name, safe='')}"
         self.timeout = min(10.0, max(2.0, self.refresh_interval))
-        self._description: tuple = ("probabilistic", float(initial_rate))
+        self._description: tuple[Any, ...] = ("probabilistic", float(initial_rate))
         self._decider = build_decider(self._description, max_operations)
         self.polls_ok = 0
         self.polls_failed = 0
@@ -320,7 +322,7 @@ class JaegerRemoteSampler(Sampler):
         self.apply(description)
         return True
 
-    def apply(self, description: tuple) -> None:
+    def apply(self, description: tuple[Any, ...]) -> None:
         """Put a strategy (from :func:`parse_strategy`) in force; the same one again changes nothing."""
         if description != self._description:
             decider = build_decider(description, self.max_operations)

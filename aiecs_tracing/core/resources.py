@@ -44,7 +44,7 @@ def _discover_ipv4() -> str:
         probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             probe.connect(("10.255.255.255", 1))
-            address = probe.getsockname()[0]
+            address: str = probe.getsockname()[0]
         finally:
             probe.close()
         if address and not address.startswith("0."):

@@ -241,7 +241,7 @@ def _tag_uncached(key: str, value: Any, kind: type, max_str: int | None = None) 
         if max_str is not None and len(value) > max_str:
             value = _cut(value, max_str)
         try:
-            data = value.encode()
+            data: bytes = value.encode()
         except UnicodeEncodeError:  # lone surrogates
             data = value.encode("utf-8", "replace")
         size = len(data)
