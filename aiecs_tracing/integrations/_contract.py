@@ -41,7 +41,7 @@ MINIMUM_VERSIONS: dict[str, tuple[str, str, str, str]] = {
 }
 
 _checked: dict[tuple[str, str], Any] = {}
-T = TypeVar("T")
+T = TypeVar("T", bound="Installation")
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -111,7 +111,7 @@ def installation_of(target: Any, framework: str) -> Any:
 
 def install_once(target: Any, framework: str, tracing: Any, build: Callable[[], T]) -> T:
     """``build()`` the installation and mark ``target`` with it, unless one is there already."""
-    existing = installation_of(target, framework)
+    existing: T | None = installation_of(target, framework)  # what build() made, installed before
     if existing is not None:
         if tracing is not None:
             existing.retarget(tracing)

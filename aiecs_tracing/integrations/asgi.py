@@ -29,7 +29,7 @@ import logging
 import re
 import sys
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.instrumentation import (
     NEW_TRACE,
@@ -54,6 +54,9 @@ from ..core.instrumentation import (
 )
 from ..core.manager import TracingManager
 from ._contract import Installation, install_once, installation_of, uninstall_installed
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 __all__ = [
     "TracingMiddleware",
@@ -131,7 +134,7 @@ def _app_building_its_stack() -> Any:
     unexpected returns None and the middleware falls back to deciding on the first request.
     """
     with _STACK_GUARD:  # never let the lookup break the app's start
-        frame = sys._getframe(2)  # this helper <- __init__ <- the caller that built us
+        frame: FrameType | None = sys._getframe(2)  # this helper <- __init__ <- the caller that built us
         for _ in range(3):  # tolerate a wrapper or two (Middleware.__iter__, a factory)
             if frame is None:
                 return None
@@ -223,7 +226,7 @@ class TracingMiddleware:
         self.fastapi_native_tracing = fastapi_native_tracing
         self._seen_app: Any = None
         self.light_spans = True
-        self._routes: dict[int, tuple[Any, str, str, str]] = {}
+        self._routes: dict[int, tuple[Any, str, str, str, dict[str, str]]] = {}
         self._origins: dict[tuple[str, bytes], tuple[dict[str, Any], str]] = {}
         building = _app_building_its_stack()
         if building is not None:  # decide about FastAPI's own spans now, before its first request
@@ -249,7 +252,7 @@ class TracingMiddleware:
                 report_error("asgi fastapi native tracing", exc)
 
     # --- shared pieces ----------------------------------------------------------------
-    def _request_attributes(self, scope: Scope, method: str, ws: bool) -> tuple[dict[str, Any], dict | None]:
+    def _request_attributes(self, scope: Scope, method: str, ws: bool) -> tuple[dict[str, Any], dict[str, str] | None]:
         """Start attributes of the server span and the propagation headers (or ``None``)."""
         carrier: dict[str, str] | None = None
         headers = scope.get("headers") or ()
@@ -330,7 +333,7 @@ class TracingMiddleware:
         return origin
 
     @staticmethod
-    def _capture(headers: Iterable[tuple[bytes, bytes]], allow: dict[bytes, str], prefix: str, into: dict) -> None:
+    def _capture(headers: Iterable[tuple[bytes, bytes]], allow: dict[bytes, str], prefix: str, into: dict[str, Any]) -> None:
         found: dict[str, list[str]] = {}
         for key, value in headers:
             name = allow.get(key.lower())
@@ -362,14 +365,16 @@ class TracingMiddleware:
             span_name = names[method] = f"{method} {template}"
         return template, span_name
 
-    def _route_template(self, route: Any, current_root: str, root_path: str) -> tuple | None:
+    def _route_template(
+        self, route: Any, current_root: str, root_path: str
+    ) -> tuple[Any, str, str, str, dict[str, str]] | None:
         path = getattr(route, "path", None)
         if not isinstance(path, str):
             return None
         # a Mount on the way moved its (concrete) prefix from the path into root_path
         prefix = current_root[len(root_path) :] if current_root.startswith(root_path) else ""
         template = (f"{prefix}/{{path}}" if _is_mount(route) else f"{prefix}{path}") or "/"
-        entry = (route, current_root, root_path, template, {})
+        entry: tuple[Any, str, str, str, dict[str, str]] = (route, current_root, root_path, template, {})
         if len(self._routes) >= _CACHE_MAX:
             self._routes.clear()
         self._routes[id(route)] = entry
@@ -389,12 +394,12 @@ class TracingMiddleware:
                     return route
         return None
 
-    def _continue_from(self, tracing: TracingManager, carrier: dict | None) -> Any:
+    def _continue_from(self, tracing: TracingManager, carrier: dict[str, str] | None) -> Any:
         if carrier is None:
             return NEW_TRACE
         return tracing.extract_span_context(carrier) or NEW_TRACE
 
-    def _response_trace_headers(self, span: Span, headers: list) -> None:
+    def _response_trace_headers(self, span: Span, headers: list[tuple[bytes, bytes]]) -> None:
         # The same strings the propagator writes; W3C's response header is named traceresponse.
         formats = ("tracecontext",) * self.traceresponse_w3c + ("jaeger",) * self.traceresponse_jaeger
         written = span_context_fields(span, formats)

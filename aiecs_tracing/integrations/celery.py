@@ -303,6 +303,7 @@ class _CeleryTracing(Installation):
         retries = request.retries or 0
         name = task.name
         eager = bool(request.is_eager)
+        parent: Any  # None (the current span), a remote SpanContext or NEW_TRACE
         attributes = _run_attributes(str(name), retries)
         if task_id is not None:
             attributes["messaging.message.id"] = str(task_id)
@@ -346,7 +347,7 @@ class _CeleryTracing(Installation):
         detach(tracing, token)
         if state:
             span.otel_span.set_attribute("celery.state", str(state))
-        if (not state or state == "FAILURE") and span.otel_span.status.is_ok:
+        if (not state or state == "FAILURE") and span.otel_span.status.is_ok:  # type: ignore[attr-defined]  # an SDK span (ReadableSpan.status)
             # No task_failure: an exception is escaping Celery's handling - eager with
             # task_eager_propagates, or SystemExit when the worker terminates the child
             # (hard time limit, revoke with terminate=True). postrun runs in a finally.

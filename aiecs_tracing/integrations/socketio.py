@@ -92,7 +92,7 @@ def trace_carrier(tracing: TracingManager | None = None) -> dict[str, dict[str, 
     return {CARRIER_KEY: headers} if headers else {}
 
 
-def _find_carrier(args: Any) -> dict | None:
+def _find_carrier(args: Any) -> dict[str, Any] | None:
     """The first trace carrier among the top-level arguments (see the module docstring)."""
     for arg in args:
         if type(arg) is dict and arg:
@@ -112,7 +112,7 @@ _ENVIRON_HEADERS = (
 )
 
 
-def _environ_carrier(environ: dict) -> dict[str, str]:
+def _environ_carrier(environ: dict[str, Any]) -> dict[str, str]:
     """Propagation headers of the handshake request, from its WSGI-style environ."""
     carrier: dict[str, str] = {}
     for key, header in _ENVIRON_HEADERS:
@@ -126,7 +126,7 @@ def _environ_carrier(environ: dict) -> dict[str, str]:
     return carrier
 
 
-def _client_address(environ: dict) -> tuple[str | None, int | None]:
+def _client_address(environ: dict[str, Any]) -> tuple[str | None, int | None]:
     scope = environ.get("asgi.scope")
     client = scope.get("client") if isinstance(scope, dict) else None
     if client:
@@ -194,7 +194,9 @@ class _State(Installation):
         self.connections.clear()
 
     # --- connect ------------------------------------------------------------------------
-    def connect_begin(self, t: TracingManager, eio_sid: Any, namespace: str | None, data: Any) -> tuple:
+    def connect_begin(
+        self, t: TracingManager, eio_sid: Any, namespace: str | None, data: Any
+    ) -> tuple[_Connection, Span, object, contextvars.Token[_Connection | None]]:
         ns = namespace or "/"
         environ = self.sio.environ.get(eio_sid) or {}
         parent: Any = None
@@ -246,7 +248,9 @@ class _State(Installation):
         )
         return conn, connect_span, attach(t, connect_span), _connecting.set(conn)
 
-    def connect_end(self, t: TracingManager, begun: tuple, exc: BaseException | None) -> None:
+    def connect_end(
+        self, t: TracingManager, begun: tuple[_Connection, Span, object, contextvars.Token[_Connection | None]], exc: BaseException | None
+    ) -> None:
         conn, connect_span, token, cv_token = begun
         detach(t, token)
         try:
@@ -270,7 +274,7 @@ class _State(Installation):
                 conn.span.otel_span.set_attribute("socketio.connect.refused", True)
             conn.span.finish()
 
-    def on_connect_event(self, namespace: str, args: tuple) -> None:
+    def on_connect_event(self, namespace: str, args: tuple[Any, ...]) -> None:
         conn = _connecting.get()
         if conn is None or not args:
             return
@@ -281,9 +285,11 @@ class _State(Installation):
             self.connections[(sid, namespace or "/")] = conn
 
     # --- disconnect -----------------------------------------------------------------------
-    def disconnect_begin(self, t: TracingManager, namespace: str | None, args: tuple) -> tuple:
+    def disconnect_begin(
+        self, t: TracingManager, namespace: str | None, args: tuple[Any, ...]
+    ) -> tuple[_Connection | None, Span, object, Any]:
         ns = namespace or "/"
-        sid = args[0] if args else None
+        sid: Any = args[0] if args else None
         conn = self.connections.pop((sid, ns), None)
         attrs: dict[str, Any] = {
             "component": "socketio",
@@ -299,7 +305,9 @@ class _State(Installation):
         span = start_span(t, "socketio disconnect", attrs, SpanKind.CONSUMER, conn.span if conn else None)
         return conn, span, attach(t, span), reason
 
-    def disconnect_end(self, t: TracingManager, begun: tuple, exc: BaseException | None) -> None:
+    def disconnect_end(
+        self, t: TracingManager, begun: tuple[_Connection | None, Span, object, Any], exc: BaseException | None
+    ) -> None:
         conn, span, token, reason = begun
         detach(t, token)
         if exc is not None:
@@ -311,7 +319,9 @@ class _State(Installation):
             conn.span.finish()
 
     # --- events ---------------------------------------------------------------------------
-    def event_begin(self, t: TracingManager, sid: Any, data: Any, namespace: str | None, ack_id: Any) -> tuple:
+    def event_begin(
+        self, t: TracingManager, sid: Any, data: Any, namespace: str | None, ack_id: Any
+    ) -> tuple[Span, object]:
         ns = namespace or "/"
         event = data[0] if data else "message"
         args = data[1:] if data else ()
@@ -346,7 +356,7 @@ class _State(Installation):
         return span, attach(t, span)
 
     # --- emits ----------------------------------------------------------------------------
-    def emit_begin(self, t: TracingManager, op: str, args: tuple, kwargs: dict) -> tuple:
+    def emit_begin(self, t: TracingManager, op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Span:
         # emit(event, data=None, to=None, room=None, skip_sid=None, namespace=None, callback=None, ...)
         # call(event, data=None, to=None, sid=None, namespace=None, timeout=60, ...)
         event = args[0] if args else kwargs.get("event", "message")
@@ -384,11 +394,11 @@ class _State(Installation):
 
 # --- the hooks: one helper makes both the async and the sync twin ----------------------------
 def _around(
-    original: Callable,
-    begin: Callable[[tuple, dict], Any],
+    original: Callable[..., Any],
+    begin: Callable[[tuple[Any, ...], dict[str, Any]], Any],
     end: Callable[[Any, BaseException | None], None],
     is_async: bool,
-) -> Callable:
+) -> Callable[..., Any]:
     """Wrap ``original``: ``begin(args, kwargs)`` before (``None``: pass through untouched),
     ``end(begun, error)`` after, whatever happens. Both are guarded hooks: they never raise."""
     if is_async:
@@ -424,12 +434,12 @@ def _around(
     return functools.wraps(original)(hook)
 
 
-def _hooks(state: _State, orig: dict[str, Callable], is_async: bool) -> dict[str, Callable]:
+def _hooks(state: _State, orig: dict[str, Callable[..., Any]], is_async: bool) -> dict[str, Callable[..., Any]]:
     """The wrappers of a server's dispatch methods (see ``_HOOKS``)."""
 
     # _handle_connect(eio_sid, namespace, data)
     @guarded_hook("socketio connect")
-    def connect_begin(args: tuple, kwargs: dict) -> Any:
+    def connect_begin(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         t = state.manager()
         if t is None:
             return None
@@ -442,7 +452,7 @@ def _hooks(state: _State, orig: dict[str, Callable], is_async: bool) -> dict[str
 
     # _trigger_event(event, namespace, *args): the connect handler's sid, the disconnect handler
     @guarded_hook("socketio disconnect")
-    def trigger_begin(args: tuple, kwargs: dict) -> Any:
+    def trigger_begin(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         event, namespace, rest = args[0], args[1], args[2:]
         if event == "connect":
             if _connecting.get() is not None:
@@ -463,7 +473,7 @@ def _hooks(state: _State, orig: dict[str, Callable], is_async: bool) -> dict[str
 
     # _handle_event_internal(server, sid, eio_sid, data, namespace, id)
     @guarded_hook("socketio event")
-    def event_begin(args: tuple, kwargs: dict) -> Any:
+    def event_begin(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         t = state.manager()
         if t is None:
             return None
@@ -479,9 +489,9 @@ def _hooks(state: _State, orig: dict[str, Callable], is_async: bool) -> dict[str
         span.finish()
 
     # emit / call: a PRODUCER span, current while the message goes out (call: until the reply)
-    def emit_begin(op: str) -> Callable[[tuple, dict], Any]:
+    def emit_begin(op: str) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
         @guarded_hook("socketio emit")
-        def begin(args: tuple, kwargs: dict) -> Any:
+        def begin(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             if op == "emit" and _emit_mode.get() == _SUPPRESS:
                 return None  # inside call(), whose span covers this emit
             t = state.manager()
@@ -505,7 +515,7 @@ def _hooks(state: _State, orig: dict[str, Callable], is_async: bool) -> dict[str
         span.finish()
 
     # send(): an emit named "send"
-    def send_begin(args: tuple, kwargs: dict) -> Any:
+    def send_begin(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         return _emit_mode.set("send")
 
     def send_end(token: Any, error: BaseException | None) -> None:

@@ -99,7 +99,7 @@ _MANAGER_OPS = {
 }
 
 
-def _find_carrier(data: Any) -> dict | None:
+def _find_carrier(data: Any) -> dict[str, Any] | None:
     if type(data) is dict:
         sub = data.get(CARRIER_KEY)
         if type(sub) is dict:
@@ -289,7 +289,7 @@ class _ConnectionTracer(Installation):
         return start_span(t, f"{self.name} send", attrs, SpanKind.PRODUCER, None)
 
     # wrappers
-    def _async_recv(self, original: Callable) -> Callable:
+    def _async_recv(self, original: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(original)
         async def recv(*args: Any, **kwargs: Any) -> Any:
             if self._span is not None:
@@ -301,7 +301,7 @@ class _ConnectionTracer(Installation):
 
         return recv
 
-    def _sync_recv(self, original: Callable) -> Callable:
+    def _sync_recv(self, original: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(original)
         def recv(*args: Any, **kwargs: Any) -> Any:
             if self._span is not None:
@@ -313,7 +313,7 @@ class _ConnectionTracer(Installation):
 
         return recv
 
-    def _async_send(self, original: Callable) -> Callable:
+    def _async_send(self, original: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(original)
         async def send(message: Any, *args: Any, **kwargs: Any) -> Any:
             self.sent += 1
@@ -339,7 +339,7 @@ class _ConnectionTracer(Installation):
 
         return send
 
-    def _sync_send(self, original: Callable) -> Callable:
+    def _sync_send(self, original: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(original)
         def send(message: Any, *args: Any, **kwargs: Any) -> Any:
             self.sent += 1
@@ -389,7 +389,7 @@ def untrace_websocket_connection(ws: Any) -> Any:
 # --- the manager --------------------------------------------------------------------------------
 
 
-def _handshake(ws: Any, args: tuple) -> tuple[Any, str | None]:
+def _handshake(ws: Any, args: tuple[Any, ...]) -> tuple[Any, str | None]:
     """(request headers, path) of a server connection, new or legacy ``websockets`` API."""
     request = getattr(ws, "request", None)
     headers = getattr(request, "headers", None)
@@ -420,7 +420,7 @@ def _registry_count(manager: Any, user_id: Any = None) -> int | None:
     return None
 
 
-def _arg(args: tuple, kwargs: dict, index: int, name: str) -> Any:
+def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str) -> Any:
     if name in kwargs:
         return kwargs[name]
     return args[index] if len(args) > index else None
@@ -459,7 +459,7 @@ class _ManagerState(Installation):
         restore_instance(self.manager, self.wrappers, self.previous)
 
     # connection
-    def wrap_connection_handler(self, original: Callable) -> Callable:
+    def wrap_connection_handler(self, original: Callable[..., Any]) -> Callable[..., Any]:
         state = self
 
         @functools.wraps(original)
@@ -483,7 +483,9 @@ class _ManagerState(Installation):
         return _handle_client_connection
 
     @guarded_hook("websocket connection")
-    def connection_begin(self, t: TracingManager, ws: Any, args: tuple) -> tuple:
+    def connection_begin(
+        self, t: TracingManager, ws: Any, args: tuple[Any, ...]
+    ) -> tuple[Span, _ConnectionTracer | None, object]:
         headers, path = _handshake(ws, args)
         parent = t.extract_span_context(headers) if headers is not None else None
         attrs: dict[str, Any] = {
@@ -547,7 +549,7 @@ class _ManagerState(Installation):
         span.finish()
 
     # operations
-    def wrap_operation(self, op: str, original: Callable) -> Callable:
+    def wrap_operation(self, op: str, original: Callable[..., Any]) -> Callable[..., Any]:
         state = self
 
         @functools.wraps(original)
@@ -573,7 +575,9 @@ class _ManagerState(Installation):
         return operation
 
     @guarded_hook("websocket operation")
-    def operation_begin(self, t: TracingManager, op: str, args: tuple, kwargs: dict) -> tuple:
+    def operation_begin(
+        self, t: TracingManager, op: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Span, _Sends, tuple[Any, ...]]:
         attrs: dict[str, Any] = {
             "component": "websocket",
             "messaging.system": "websocket",
@@ -612,8 +616,8 @@ class _ManagerState(Installation):
 
     @guarded_hook("websocket operation")
     def operation_end(
-        self, t: TracingManager, op: str, args: tuple, kwargs: dict, span: Span, rec: _Sends,
-        tokens: tuple, error: BaseException | None, result: Any,
+        self, t: TracingManager, op: str, args: tuple[Any, ...], kwargs: dict[str, Any], span: Span, rec: _Sends,
+        tokens: tuple[Any, ...], error: BaseException | None, result: Any,
     ) -> None:
         token, sends_token, hb_token = tokens
         _sends.reset(sends_token)
@@ -638,7 +642,7 @@ class _ManagerState(Installation):
             span.record_exception(error)
         span.finish()
 
-    def wrap_heartbeat(self, original: Callable) -> Callable:
+    def wrap_heartbeat(self, original: Callable[..., Any]) -> Callable[..., Any]:
         state = self
 
         @functools.wraps(original)
