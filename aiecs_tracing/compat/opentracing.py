@@ -157,7 +157,7 @@ class OpenTracingTracer(opentracing.Tracer):
             return span
         manager = self.manager
         try:
-            forced = self._forced
+            forced: Any = self._forced  # an SDK Tracer (its sampler is replaced)
             if forced is None:
                 forced = copy.copy(manager.tracer)  # the same provider pieces, another sampler
                 forced.sampler = ALWAYS_ON
@@ -255,10 +255,10 @@ class OpenTracingTracer(opentracing.Tracer):
         return False
 
     # --- lifecycle --------------------------------------------------------------------
-    def close(self) -> Future:
+    def close(self) -> Future[None]:
         """jaeger-client's ``tracer.close()``: flush and shut the manager down; returns a done future."""
         self.manager.close_tracer()
-        future: Future = Future()
+        future: Future[None] = Future()
         future.set_result(None)
         return future
 

@@ -164,7 +164,7 @@ class ContextVarsScopeManager(opentracing.ScopeManager):
             dict.__setitem__(new, _SPAN_KEY, otel)
             dict.__setitem__(new, _WRAPPER_KEY, span)
         else:
-            otel = current.get(_SPAN_KEY)
+            otel = current.get(_SPAN_KEY)  # type: ignore[assignment]  # an OpenTelemetry span or None
         dict.__setitem__(new, self._key, scope)
         scope._otel = otel
         scope._previous = current
@@ -174,14 +174,14 @@ class ContextVarsScopeManager(opentracing.ScopeManager):
     @property
     def active(self) -> _Scope | None:
         ctx = otel_context.get_current()
-        scope = ctx.get(self._key)
-        otel = ctx.get(_SPAN_KEY)
+        scope: _Scope | None = ctx.get(self._key)  # type: ignore[assignment]  # set by activate()
+        otel: Any = ctx.get(_SPAN_KEY)  # an OpenTelemetry span
         if scope is not None and scope._otel is otel:
             return scope
         if otel is None or not otel.get_span_context().is_valid:
             return None
         # A span made current by OpenTelemetry code or the integrations: seen, not owned.
-        wrapper = ctx.get(_WRAPPER_KEY)
+        wrapper: Span | None = ctx.get(_WRAPPER_KEY)  # type: ignore[assignment]  # the manager's Span
         manager = self._tracing if self._tracing is not None else get_tracing_manager()
         if wrapper is not None and wrapper._otel is otel:
             if isinstance(wrapper, OpenTracingSpan):

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry.sdk.trace import SpanProcessor
 
@@ -91,7 +91,7 @@ class Config:
         unknown = sorted(str(k) for k in config if k not in KNOWN_KEYS)
         if unknown:
             logger.warning("Unexpected keys found in config: %s (ignored)", ",".join(unknown))
-        self._service_name = config.get("service_name", service_name)
+        self._service_name: str = cast(str, config.get("service_name", service_name))  # not empty: checked below
         if not self._service_name:
             raise ValueError("service_name required in the config or param")
         if scope_manager is not None:
@@ -122,11 +122,11 @@ class Config:
 
     @property
     def trace_id_header(self) -> str:
-        return self.config.get("trace_id_header", "uber-trace-id")
+        return cast(str, self.config.get("trace_id_header", "uber-trace-id"))
 
     @property
     def baggage_header_prefix(self) -> str:
-        return self.config.get("baggage_header_prefix", "uberctx-")
+        return cast(str, self.config.get("baggage_header_prefix", "uberctx-"))
 
     def local_agent_group(self) -> dict[str, Any] | None:
         return self.config.get("local_agent", None)
@@ -197,7 +197,7 @@ class Config:
         if not isinstance(sampler, dict):  # a jaeger_client Sampler instance
             return _from_sampler_object(sampler)
         sampler_type = sampler.get("type")
-        param = sampler.get("param")
+        param: Any = sampler.get("param")
         if sampler_type == "const":
             return {"sampler_type": "const", "sampler_param": 1 if get_boolean(param, False) else 0}
         if sampler_type == "probabilistic":
