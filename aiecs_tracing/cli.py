@@ -151,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            return action.choices[name]
+            sub: argparse.ArgumentParser = action.choices[name]
+            return sub
     raise KeyError(name)
 
 

@@ -279,7 +279,7 @@ class BoundedHTTPServer(RequestReader):
         try:
             connection.sock.setblocking(True)
             connection.sock.settimeout(WRITE_TIMEOUT)
-            handler = self.handler(connection.sock, connection.address, self, data)  # type: ignore[call-arg]
+            handler = self.handler(connection.sock, connection.address, self, data)  # type: ignore[call-arg, arg-type]  # our handler class: buffered bytes, duck-typed server
             keep = not handler.close_connection
         except Exception:  # noqa: BLE001 - one request must never take a worker down
             logger.debug("collector: request from %s failed", connection.address, exc_info=True)

@@ -54,7 +54,8 @@ class _BaseHandler(BufferedRequestHandler):
 
     @property
     def collector(self) -> Collector:
-        return self.server.collector
+        collector: Collector = self.server.collector
+        return collector
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         logger.debug("collector %s: " + format, self.address_string(), *args)

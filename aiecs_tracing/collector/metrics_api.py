@@ -25,7 +25,7 @@ import os
 import sqlite3
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import Any, overload
 
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
@@ -99,9 +99,9 @@ def _is_error(payload: bytes) -> bool:
             value = attribute.value
             which = value.WhichOneof("value")
             if which == "bool_value":
-                return value.bool_value
+                return value.bool_value  # type: ignore[no-any-return]  # protobuf fields are untyped here
             if which == "string_value":
-                return value.string_value.lower() == "true"
+                return value.string_value.lower() == "true"  # type: ignore[no-any-return]  # as above
         elif attribute.key == "otel.status_code" and attribute.value.string_value.upper() == "ERROR":
             return True
     return False
@@ -263,6 +263,10 @@ def with_read_only(path: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
     return result
 
 
+@overload
+def _int(params: dict[str, list[str]], name: str, default: int) -> int: ...
+@overload
+def _int(params: dict[str, list[str]], name: str, default: None) -> int | None: ...
 def _int(params: dict[str, list[str]], name: str, default: int | None) -> int | None:
     values = params.get(name) or [""]
     text = values[0].strip()

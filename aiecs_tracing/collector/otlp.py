@@ -195,7 +195,8 @@ def encode_response_protobuf(rejected: int = 0, message: str = "") -> bytes:
     if rejected or message:
         response.partial_success.rejected_spans = rejected
         response.partial_success.error_message = message
-    return response.SerializeToString()
+    data: bytes = response.SerializeToString()
+    return data
 
 
 def encode_response_json(rejected: int = 0, message: str = "") -> bytes:

@@ -106,7 +106,7 @@ def status_body(status: int, message: str, as_json: bool) -> tuple[bytes, str]:
     return encode_status_protobuf(code, message), PROTOBUF
 
 
-def _refusal(status: int, message: str, as_json: bool, headers: dict[str, str] | None = None, close: bool = False):
+def _refusal(status: int, message: str, as_json: bool, headers: dict[str, str] | None = None, close: bool = False) -> Refusal:
     body, content_type = status_body(status, message, as_json)
     return Refusal(render_response(status, body, content_type, headers, close))
 
@@ -225,7 +225,7 @@ class OtlpHandler(_BaseHandler):
 
     def _read_chunked(self, limit: int) -> bytes:
         """The selector buffered the whole chunked body and checked its framing and size."""
-        parts = []
+        parts: list[bytes] = []
         while True:
             line = self.rfile.readline(1024)
             size = int(line.split(b";")[0].strip(), 16)

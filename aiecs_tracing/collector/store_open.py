@@ -100,4 +100,5 @@ def initialise(db: sqlite3.Connection, schema: str, version: int, path: str) -> 
     db.execute(f"PRAGMA user_version = {version}")
     db.execute("BEGIN IMMEDIATE")  # proves the file is writable now, not at the first span
     db.execute("ROLLBACK")
-    return db.execute("SELECT count(*) FROM spans").fetchone()[0]
+    count: int = db.execute("SELECT count(*) FROM spans").fetchone()[0]
+    return count

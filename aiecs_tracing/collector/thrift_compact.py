@@ -96,6 +96,7 @@ class _Reader:
     def double(self) -> float:
         if self.end - self.pos < 8:
             raise ThriftDecodeError("truncated double")
+        value: float
         (value,) = _DOUBLE.unpack_from(self.data, self.pos)
         self.pos += 8
         return value

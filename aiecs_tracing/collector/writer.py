@@ -24,7 +24,7 @@ import queue
 import sqlite3
 import threading
 import time
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
@@ -257,7 +257,7 @@ class StoreWriter:
             service_id = self._service_id
             operation_id = self._operation_id
             process_id = self._process_id
-            resolved = []
+            resolved: list[tuple[Any, ...]] = []
             append = resolved.append
             for row in rows:
                 sid = service_id(db, row.service)
@@ -287,7 +287,7 @@ class StoreWriter:
     def _service_id(self, db: sqlite3.Connection, name: str) -> int:
         found = self._service_ids.get(name)
         if found is None:
-            found = db.execute("INSERT INTO services (name) VALUES (?)", (name,)).lastrowid
+            found = cast(int, db.execute("INSERT INTO services (name) VALUES (?)", (name,)).lastrowid)  # an INSERT's row id
             self._service_ids[name] = found
         return found
 
@@ -295,7 +295,7 @@ class StoreWriter:
         key = (service_id, name, kind)
         found = self._operation_ids.get(key)
         if found is None:
-            found = db.execute("INSERT INTO operations (service_id, name, kind) VALUES (?, ?, ?)", key).lastrowid
+            found = cast(int, db.execute("INSERT INTO operations (service_id, name, kind) VALUES (?, ?, ?)", key).lastrowid)
             self._operation_ids[key] = found
         return found
 
@@ -303,9 +303,9 @@ class StoreWriter:
         interned = (service_id, key[1], key[2])
         found = self._process_ids.get(interned)
         if found is None:
-            found = db.execute(
+            found = cast(int, db.execute(
                 "INSERT INTO processes (service_id, tags, span_tags) VALUES (?, ?, ?)", interned
-            ).lastrowid
+            ).lastrowid)
             self._process_ids[interned] = found
         return found
 
@@ -328,8 +328,9 @@ class StoreWriter:
     def used_bytes(self) -> int:
         """Bytes of the database file in use (pages not on the free list), from the writer's view."""
         db = self._writer_db
-        pages = db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
-        return pages * db.execute("PRAGMA page_size").fetchone()[0]
+        pages: int = db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
+        page_size: int = db.execute("PRAGMA page_size").fetchone()[0]
+        return pages * page_size
 
     def _apply_retention(self) -> None:
         """Drop spans older than max_age, then the oldest beyond max_spans, then beyond max_db_bytes."""
