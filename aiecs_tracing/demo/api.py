@@ -121,7 +121,7 @@ def create_app(settings: DemoSettings | None = None) -> Any:
         await sio.emit("progress", update.model_dump(), room=update.user_id)
 
     @sio.event
-    async def connect(sid: str, environ: dict, auth: dict | None = None) -> None:
+    async def connect(sid: str, environ: dict[str, Any], auth: dict[str, Any] | None = None) -> None:
         user_id = (auth or {}).get("user_id", "demo-user")
         await sio.enter_room(sid, user_id)
 

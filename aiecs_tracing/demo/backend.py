@@ -6,7 +6,7 @@ import argparse
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .options import DEFAULT_HOST, DEFAULT_UI_PORT
 
@@ -94,7 +94,7 @@ def find_or_start_backend(args: argparse.Namespace) -> Backend:
         )
     from aiecs_tracing.collector.server import Collector
 
-    ports = {
+    ports: dict[str, Any] = {
         "otlp_port": args.otlp_port if _port_free(host, args.otlp_port, socket.SOCK_STREAM) else 0,
         "udp_port": args.udp_port if _port_free(host, args.udp_port, socket.SOCK_DGRAM) else 0,
         "ui_port": args.ui_port if _port_free(host, args.ui_port, socket.SOCK_STREAM) else 0,
@@ -110,7 +110,7 @@ def find_or_start_backend(args: argparse.Namespace) -> Backend:
     note = f" (port {', '.join(moved)} in use by something else: picked a free one instead)" if moved else ""
     return Backend(
         f"http://{host}:{collector.ui_port}",
-        (host, collector.udp_port),
+        (host, cast(int, collector.udp_port)),  # bound by start()
         f"http://{host}:{collector.otlp_port}",
         collector,
         "started" + note,

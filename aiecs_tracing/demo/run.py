@@ -55,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     style = Style.for_stream(out, {"always": True, "never": False}.get(args.color))
     started = time.monotonic()
     deadline = started + args.duration if args.duration else None
-    say = lambda text="": print(text, file=out, flush=True)  # noqa: E731
+
+    def say(text: str = "") -> None:
+        print(text, file=out, flush=True)
+
 
     say(
         style("aiecs-tracing demo", "bold")

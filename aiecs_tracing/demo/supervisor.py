@@ -25,7 +25,7 @@ class Service:
     env: dict[str, str]
     log_path: Path
     pass_fds: tuple[int, ...] = ()
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
 
     def start(self, cwd: Path) -> None:
         with open(self.log_path, "ab") as log:

@@ -73,7 +73,7 @@ class TreeSpan:
 
 
 def _tag_map(tags: list[dict[str, Any]] | None) -> dict[str, Any]:
-    return {t.get("key"): t.get("value") for t in tags or () if isinstance(t, dict)}
+    return {t.get("key"): t.get("value") for t in tags or () if isinstance(t, dict)}  # type: ignore[misc]  # Jaeger tags have a key
 
 
 def _error_of(tags: dict[str, Any], logs: list[dict[str, Any]] | None) -> str | None:

@@ -149,7 +149,7 @@ def _execute(
             _push(s, task_id, user_id, "retrying", 0.5, "ml-service is loading its model; retrying")
             raise task.retry(countdown=0.3)
         response.raise_for_status()
-        result = response.json()
+        result: dict[str, Any] = response.json()
         s.store.save_result(task_id, result)
         s.store.update_status(task_id, "completed", 1.0, "")
         _push(s, task_id, user_id, "completed", 1.0, "done", result=result)
