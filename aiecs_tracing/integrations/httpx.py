@@ -131,7 +131,7 @@ class _Tracer:
         span.finish()
 
 
-class _TracedSyncStream(_base("SyncByteStream")):  # type: ignore[misc]  # httpx\'s class, object without httpx
+class _TracedSyncStream(_base("SyncByteStream")):  # type: ignore[misc]  # httpx's class, object without httpx
     """The response body; the span ends when the body is closed (read fully or not)."""
 
     def __init__(self, inner: httpx.SyncByteStream, span: Span) -> None:
@@ -155,7 +155,7 @@ class _TracedSyncStream(_base("SyncByteStream")):  # type: ignore[misc]  # httpx
             self._span.finish()
 
 
-class _TracedAsyncStream(_base("AsyncByteStream")):  # type: ignore[misc]  # httpx\'s class, object without httpx
+class _TracedAsyncStream(_base("AsyncByteStream")):  # type: ignore[misc]  # httpx's class, object without httpx
     def __init__(self, inner: httpx.AsyncByteStream, span: Span) -> None:
         self._inner = inner
         self._span = span
@@ -178,7 +178,7 @@ class _TracedAsyncStream(_base("AsyncByteStream")):  # type: ignore[misc]  # htt
             self._span.finish()
 
 
-class TracingTransport(_base("BaseTransport")):  # type: ignore[misc]  # httpx\'s class, object without httpx
+class TracingTransport(_base("BaseTransport")):  # type: ignore[misc]  # httpx's class, object without httpx
     """Wraps a sync transport: one CLIENT span per request it sends."""
 
     def __init__(
@@ -223,7 +223,7 @@ class TracingTransport(_base("BaseTransport")):  # type: ignore[misc]  # httpx\'
         return getattr(self.transport, name)
 
 
-class AsyncTracingTransport(_base("AsyncBaseTransport")):  # type: ignore[misc]  # httpx\'s class, object without httpx
+class AsyncTracingTransport(_base("AsyncBaseTransport")):  # type: ignore[misc]  # httpx's class, object without httpx
     """Wraps an async transport: one CLIENT span per request it sends."""
 
     def __init__(
