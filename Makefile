@@ -29,6 +29,7 @@ jaeger:
 test: $(STAMP) services jaeger
 	bash scripts/ensure_chromium.sh
 	$(BIN)/ruff check .
+	$(BIN)/mypy --strict aiecs_tracing
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The timing-sensitive tests, RUNS times (default 20) with one CPU hog per core: "N/20 passed".
