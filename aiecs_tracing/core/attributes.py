@@ -62,7 +62,7 @@ def _jsonable(value: Any, secret_keys: tuple[str, ...], depth: int) -> Any:
         name_field = secret_named_entry(value, secret_keys)  # {"name": "Authorization", "value": S}
         for index, (k, v) in enumerate(value.items()):
             if index >= MAX_ITEMS:
-                out["..."] = f"{_safe_len(value) - MAX_ITEMS} more"  # type: ignore[operator]  # len() works on a mapping this long
+                out["..."] = _more(value)
                 break
             key = k if type(k) is str else _scalar_key(k)
             if is_secret_key(key, secret_keys) or (name_field is not None and k != name_field):
@@ -78,7 +78,7 @@ def _jsonable(value: Any, secret_keys: tuple[str, ...], depth: int) -> Any:
         items = []
         for index, item in enumerate(value):
             if index >= MAX_ITEMS:
-                items.append(f"... {_safe_len(value) - MAX_ITEMS} more")  # type: ignore[operator]  # len() works on a container this long
+                items.append(f"... {_more(value)}")
                 break
             items.append(_jsonable(item, secret_keys, depth + 1))
         return items
@@ -103,6 +103,12 @@ def _scalar_key(key: Any) -> str:
     if isinstance(key, (str, int, float, bool)) or key is None:
         return str(_builtin_scalar(key)) if key is not None else "None"
     return f"<{type(key).__name__}>"
+
+
+def _more(value: Any) -> str:
+    """``"N more"`` past the first MAX_ITEMS items; ``"more"`` when ``len()`` itself fails."""
+    length = _safe_len(value)
+    return f"{length - MAX_ITEMS} more" if isinstance(length, int) else "more"
 
 
 def _safe_len(value: Any) -> int | str:
