@@ -222,7 +222,11 @@ def reconcile(collector: CollectorProcess, infos: list[dict[str, Any]], settle: 
                 "finished": finished,
                 "stored": stored,
                 "dropped": dropped,
-                "unaccounted": finished - stored - dropped,
+                # lost without being counted; never below 0: a batch the collector committed
+                # just before it was killed, whose answer never came, is stored *and* counted
+                # as dropped by the exporter (reported as double_counted)
+                "unaccounted": max(0, finished - stored - dropped),
+                "double_counted": max(0, stored + dropped - finished),
             }
         )
     return rows

@@ -43,6 +43,7 @@ def _assert_accounted(rows: list[dict], requests: int) -> None:
     edge, inventory = rows  # edge: server, db and client spans per request; inventory: its server span
     assert edge["finished"] == 3 * requests and inventory["finished"] == requests, rows
     assert edge["unaccounted"] == inventory["unaccounted"] == 0, rows
+    assert edge["stored"] <= edge["finished"] and inventory["stored"] <= inventory["finished"], rows
 
 
 @pytest.mark.parametrize("transport", ["udp", "otlp"])
