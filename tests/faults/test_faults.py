@@ -1,8 +1,9 @@
 """Faults, with accounting: after each one, every span a process finished is either stored by
-the collector or counted by that process as dropped. Zero unaccounted.
+the collector or counted by that process as dropped. Zero unaccounted (UDP: at most a few
+datagrams in flight as its port closes, 2%; it has no acknowledgement).
 
-- the collector killed with -9 and restarted (UDP: its port closed, then open again; OTLP:
-  the exporter's retries meet the restarted collector);
+- the collector taken down and restarted (OTLP: killed with -9, the exporter's retries meet
+  the restarted collector; UDP: stopped, its port closed, then open again);
 - uvicorn stopped with SIGTERM while spans wait in the queue: all of them are stored;
 - the OTLP endpoint hanging (accepts, never answers): requests keep their latency, every
   span is counted as dropped, and the app still exits within its shutdown timeout;
