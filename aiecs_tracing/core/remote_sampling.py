@@ -25,15 +25,15 @@ import time
 import urllib.parse
 import urllib.request
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
-from opentelemetry.trace import Link, SpanKind, TraceState, get_current_span
+from opentelemetry.sdk.trace.sampling import Decision, SamplingResult
+from opentelemetry.trace import TraceState, get_current_span
 from opentelemetry.util.types import Attributes
 
-from .sampling import RateLimitingSampler
+from .sampling_base import SpanSampler, TokenBucket
 
 logger = logging.getLogger("aiecs_tracing")
 
@@ -145,11 +145,11 @@ class _RateLimiting:
     __slots__ = ("limiter", "tags", "result")
 
     def __init__(self, rate: float) -> None:
-        self.limiter = RateLimitingSampler(rate)
+        self.limiter = TokenBucket(rate, time.monotonic())
         self.tags, self.result = _tags("ratelimiting", rate)
 
     def sample(self, trace_id: int, name: str, attributes: Attributes) -> SamplingResult:
-        if self.limiter.take():
+        if self.limiter.take(time.monotonic()):
             return SamplingResult(_SAMPLE, {**attributes, **self.tags}) if attributes else self.result
         return _DROP_RESULT
 
@@ -161,7 +161,7 @@ class _GuaranteedThroughput:
 
     def __init__(self, rate: float, lower_bound: float) -> None:
         self.bound = round(rate * (_ID_MASK + 1))
-        self.limiter = RateLimitingSampler(lower_bound) if lower_bound > 0 else None
+        self.limiter = TokenBucket(lower_bound, time.monotonic()) if lower_bound > 0 else None
         self.tags, self.result = _tags("probabilistic", rate)
         self.lower_tags, self.lower_result = _tags("lowerbound", rate)
 
@@ -169,9 +169,9 @@ class _GuaranteedThroughput:
         limiter = self.limiter
         if trace_id & _ID_MASK < self.bound:
             if limiter is not None:
-                limiter.take()  # sampled spans count towards the lower bound, as in jaeger-client
+                limiter.take(time.monotonic())  # sampled spans count towards the lower bound, as in jaeger-client
             return SamplingResult(_SAMPLE, {**attributes, **self.tags}) if attributes else self.result
-        if limiter is not None and limiter.take():
+        if limiter is not None and limiter.take(time.monotonic()):
             return SamplingResult(_SAMPLE, {**attributes, **self.lower_tags}) if attributes else self.lower_result
         return _DROP_RESULT
 
@@ -210,7 +210,7 @@ def build_decider(
 _live: weakref.WeakSet[JaegerRemoteSampler] = weakref.WeakSet()
 
 
-class JaegerRemoteSampler(Sampler):
+class JaegerRemoteSampler(SpanSampler):
     """Parent-based sampler whose root strategy is polled from a Jaeger sampling endpoint."""
 
     def __init__(
@@ -247,15 +247,8 @@ class JaegerRemoteSampler(Sampler):
             self.start()
 
     # -- per span -------------------------------------------------------------------
-    def should_sample(
-        self,
-        parent_context: Context | None,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None = None,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        trace_state: TraceState | None = None,
+    def decide(
+        self, parent_context: Context | None, trace_id: int, name: str, attributes: Attributes, trace_state: TraceState | None
     ) -> SamplingResult:
         parent = get_current_span(parent_context).get_span_context()  # None: the current context
         if parent.is_valid:

@@ -4,14 +4,13 @@ All are parent-based: a sampled (or dropped) upstream decision, from either W3C 
 Jaeger headers, is honoured, so a trace is never cut in half between services.
 ``remote`` (Jaeger remote sampling, polled strategies) lives in ``remote_sampling.py``.
 OpenTelemetry Python has no rate-limiting sampler; ``RateLimitingSampler`` is a token
-bucket in spans per second, as jaeger-client's was.
+bucket in spans per second, as jaeger-client's was (the bucket is in ``sampling_base.py``,
+which the remote sampler uses too).
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.context import Context
@@ -24,41 +23,24 @@ from opentelemetry.sdk.trace.sampling import (
     SamplingResult,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import Link, SpanKind, TraceState
+from opentelemetry.trace import TraceState
 from opentelemetry.util.types import Attributes
 
+from .sampling_base import SpanSampler, TokenBucket
 
-class RateLimitingSampler(Sampler):
+
+class RateLimitingSampler(SpanSampler):
     """Sample at most ``spans_per_second`` new traces per second (token bucket)."""
 
     def __init__(self, spans_per_second: float) -> None:
         self.rate = float(spans_per_second)
-        self._capacity = max(self.rate, 1.0)
-        self._balance = self._capacity
-        self._last = time.monotonic()
-        self._lock = threading.Lock()
+        self._bucket = TokenBucket(self.rate, time.monotonic())
 
     def take(self) -> bool:
-        if self.rate <= 0:
-            return False
-        with self._lock:
-            now = time.monotonic()
-            self._balance = min(self._capacity, self._balance + (now - self._last) * self.rate)
-            self._last = now
-            if self._balance >= 1.0:
-                self._balance -= 1.0
-                return True
-            return False
+        return self._bucket.take(time.monotonic())
 
-    def should_sample(
-        self,
-        parent_context: Context | None,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None = None,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        trace_state: TraceState | None = None,
+    def decide(
+        self, parent_context: Context | None, trace_id: int, name: str, attributes: Attributes, trace_state: TraceState | None
     ) -> SamplingResult:
         decision = Decision.RECORD_AND_SAMPLE if self.take() else Decision.DROP
         return SamplingResult(decision, attributes, trace_state)
