@@ -2,7 +2,8 @@
 
 One SERVER span per connection, named by its route, current while the app runs; a CONSUMER
 span per received message and a PRODUCER span per sent one (``websocket_message_spans``),
-with the attribute names every WebSocket tracer of this package shares.
+with the attribute names every WebSocket tracer of this package shares. It builds on the
+middleware's :class:`~.asgi_request.RequestSpans` part and imports nothing of :mod:`.asgi`.
 """
 
 from __future__ import annotations
@@ -30,26 +31,31 @@ from ..core.instrumentation import (
     start_span,
 )
 from ..core.manager import TracingManager
-from .asgi import Message, Receive, Scope, Send, TracingMiddleware, _attach
+from .asgi_request import RequestSpans
+from .asgi_types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["serve_websocket"]
 
 
-async def serve_websocket(mw: TracingMiddleware, tracing: TracingManager, scope: Scope, receive: Receive, send: Send) -> None:
-    """One WebSocket connection under ``mw``: a SERVER span for it, a span per message."""
+async def serve_websocket(
+    mw: RequestSpans, app: ASGIApp, tracing: TracingManager, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """One WebSocket connection to ``app`` under the middleware ``mw``: a SERVER span for it, a span per message."""
     root_path = scope.get("root_path", "")
     try:
-        attributes, carrier = mw._request_attributes(scope, "GET", True)
+        attributes, carrier = mw.request_attributes(scope, "GET", True)
         attributes["network.protocol.name"] = "websocket"
-        span = start_span(tracing, "WEBSOCKET", attributes, SpanKind.SERVER, mw._continue_from(tracing, carrier))
+        span = start_span(tracing, "WEBSOCKET", attributes, SpanKind.SERVER, mw.continue_from(tracing, carrier))
     except Exception as exc:
         report_error("asgi websocket start", exc)
         span = None
     if span is None:
-        await mw.app(scope, receive, send)
+        await app(scope, receive, send)
         return
     conn = _WebSocketState(mw, tracing, span, scope, root_path)
     token = _attach(tracing, span)
     try:
-        await mw.app(scope, conn.receive(receive), conn.send(send))
+        await app(scope, conn.receive(receive), conn.send(send))
     except BaseException as exc:
         conn.failed(exc)
         raise
@@ -60,7 +66,12 @@ async def serve_websocket(mw: TracingMiddleware, tracing: TracingManager, scope:
         conn.finish()
 
 
-
+def _attach(tracing: TracingManager, span: Span) -> object | None:
+    try:
+        return attach(tracing, span)
+    except Exception as exc:  # the connection goes on, untraced below this point
+        report_error("asgi attach", exc)
+        return None
 
 
 # --- one WebSocket connection ------------------------------------------------------------------
@@ -85,7 +96,7 @@ class _WebSocketState:
         "template",
     )
 
-    def __init__(self, mw: TracingMiddleware, tracing: TracingManager, span: Span, scope: Scope, root_path: str):
+    def __init__(self, mw: RequestSpans, tracing: TracingManager, span: Span, scope: Scope, root_path: str):
         self.mw = mw
         self.tracing = tracing
         self.span = span
@@ -105,7 +116,7 @@ class _WebSocketState:
     def _name(self) -> None:
         if self.template is not None:
             return
-        template, _ = self.mw._route_name(self.scope, "WEBSOCKET", self.root_path)
+        template, _ = self.mw.route_name(self.scope, "WEBSOCKET", self.root_path)
         if template is not None:
             self.template = template
             self.span.set_operation_name(f"WEBSOCKET {template}")
@@ -215,7 +226,7 @@ class _WebSocketState:
                     self._name()
                     if self.mw.traceresponse_w3c or self.mw.traceresponse_jaeger:
                         headers = list(message.get("headers") or ())
-                        self.mw._response_trace_headers(self.span, headers)
+                        self.mw.response_trace_headers(self.span, headers)
                         message = {**message, "headers": headers}
                 elif kind == "websocket.close":
                     self._name()
