@@ -9,12 +9,35 @@ manager starts disabled, naming the culprit.
 
 from __future__ import annotations
 
-import math
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
+
+from .config_values import (
+    ConfigError,
+    parse_bool,
+    parse_duration_seconds,
+    parse_float,
+    parse_http_url,
+    parse_key_list,
+    parse_key_values,
+    parse_port,
+    parse_seconds,
+    parse_string_mapping,
+)
+
+__all__ = [
+    "ConfigError",
+    "TracingConfig",
+    "parse_bool",
+    "parse_duration_seconds",
+    "parse_key_values",
+    "parse_port",
+    "parse_seconds",
+    "resolve_config",
+    "validate_sampler",
+]
 
 DEFAULT_SERVICE_NAME = "service_executor"
 DEFAULT_AGENT_HOST = "localhost"
@@ -51,15 +74,6 @@ SAMPLER_TYPES = ("const", "probabilistic", "ratelimiting", "remote")
 DEFAULT_SAMPLING_ENDPOINT = "http://localhost:5778/sampling"
 DEFAULT_SAMPLING_REFRESH_SECONDS = 60.0
 DEFAULT_REMOTE_INITIAL_RATE = 0.001  # jaeger-client's and OpenTelemetry's initial sampling rate
-_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-_TRUE = {"true", "1", "yes", "on", "y", "t"}
-_FALSE = {"false", "0", "no", "off", "n", "f"}
-
-
-class ConfigError(ValueError):
-    """A setting whose value cannot be used; the message names it."""
 
 
 @dataclass
@@ -94,58 +108,6 @@ class TracingConfig:
     error: str | None = None
 
 
-def parse_bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigError(f"{name}={value!r} is not a boolean (true/false/1/0/yes/no)")
-
-
-def parse_port(name: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise ConfigError(f"{name}={value!r} is not a port number")
-    try:
-        port = int(str(value).strip()) if not isinstance(value, int) else value
-    except ValueError:
-        raise ConfigError(f"{name}={value!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"{name}={value!r} is out of range 0-65535")
-    return port
-
-
-def parse_seconds(name: str, value: Any) -> float:
-    """A finite, non-negative number of seconds."""
-    seconds = _parse_float(name, value) if not isinstance(value, bool) else math.nan
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ConfigError(f"{name}={value!r} is not a number of seconds >= 0")
-    return seconds
-
-
-def parse_key_values(name: str, value: str, *, sep: str = ",") -> dict[str, str]:
-    """``k=v,k2=v2`` as OTEL_RESOURCE_ATTRIBUTES and JAEGER_TAGS write it.
-
-    jaeger-client allowed ``k=${ENV_VAR:default}``; that form is expanded here too.
-    """
-    result: dict[str, str] = {}
-    for item in value.split(sep):
-        item = item.strip()
-        if not item:
-            continue
-        if "=" not in item:
-            raise ConfigError(f"{name}: {item!r} is not key=value")
-        key, _, val = item.partition("=")
-        val = val.strip()
-        if val.startswith("${") and val.endswith("}"):
-            env_name, _, default = val[2:-1].partition(":")
-            val = os.environ.get(env_name, default)
-        result[key.strip()] = val
-    return result
-
-
 def _sampler_from_otel(name: str, arg: str | None) -> tuple[str, float]:
     """Map OTEL_TRACES_SAMPLER onto our (always parent-based) sampler types."""
     name = name.strip().lower()
@@ -159,9 +121,9 @@ def _sampler_from_otel(name: str, arg: str | None) -> tuple[str, float]:
         return mapping[name]
     if name in ("jaeger_remote", "parentbased_jaeger_remote"):
         rate = _otel_remote_arg(arg).get("initialSamplingRate")
-        return "remote", _parse_float("OTEL_TRACES_SAMPLER_ARG initialSamplingRate", rate or DEFAULT_REMOTE_INITIAL_RATE)
+        return "remote", parse_float("OTEL_TRACES_SAMPLER_ARG initialSamplingRate", rate or DEFAULT_REMOTE_INITIAL_RATE)
     if name in ("traceidratio", "parentbased_traceidratio"):
-        return "probabilistic", _parse_float("OTEL_TRACES_SAMPLER_ARG", arg if arg is not None else "1.0")
+        return "probabilistic", parse_float("OTEL_TRACES_SAMPLER_ARG", arg if arg is not None else "1.0")
     raise ConfigError(f"OTEL_TRACES_SAMPLER={name!r} is not supported")
 
 
@@ -174,42 +136,12 @@ def _otel_remote_arg(arg: str | None) -> dict[str, str]:
     return values
 
 
-def parse_duration_seconds(name: str, value: Any) -> float:
-    """Seconds, from a number or a Go duration (``500ms``, ``1m``, ``1h30m``); must be > 0."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{name}={value!r} is not a duration")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        text = str(value).strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            parts = _GO_DURATION.findall(text)
-            if not parts or "".join(number + unit for number, unit in parts) != text:
-                raise ConfigError(f"{name}={value!r} is not a duration (seconds, or like 500ms, 1m)") from None
-            seconds = sum(float(number) * _GO_UNITS[unit] for number, unit in parts)
-    if not seconds > 0 or seconds == float("inf"):
-        raise ConfigError(f"{name}={value!r} must be a positive duration")
-    return seconds
-
-
-def _sampling_endpoint(name: str, value: Any) -> str:
-    from urllib.parse import urlsplit
-
-    text = str(value).strip()
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"{name}={value!r} is not an http(s) URL")
-    return text
-
-
 def _resolve_remote(cfg: TracingConfig, env: Mapping[str, str], options: dict[str, Any], otel: bool) -> None:
     """Endpoint and refresh interval: argument > OTEL_TRACES_SAMPLER_ARG > JAEGER_* > default."""
     endpoint = options.pop("sampling_endpoint", None)
     interval = options.pop("sampling_refresh_interval", None)
     if endpoint is not None:
-        cfg.sampling_endpoint = _sampling_endpoint("sampling_endpoint", endpoint)
+        cfg.sampling_endpoint = parse_http_url("sampling_endpoint", endpoint)
     if interval is not None:
         cfg.sampling_refresh_interval = parse_duration_seconds("sampling_refresh_interval", interval)
     if cfg.sampler_type != "remote":
@@ -217,29 +149,22 @@ def _resolve_remote(cfg: TracingConfig, env: Mapping[str, str], options: dict[st
     otel_arg = _otel_remote_arg(env.get("OTEL_TRACES_SAMPLER_ARG")) if otel else {}
     if endpoint is None:
         if otel_arg.get("endpoint"):
-            cfg.sampling_endpoint = _sampling_endpoint("OTEL_TRACES_SAMPLER_ARG endpoint", otel_arg["endpoint"])
+            cfg.sampling_endpoint = parse_http_url("OTEL_TRACES_SAMPLER_ARG endpoint", otel_arg["endpoint"])
         elif env.get("JAEGER_SAMPLING_ENDPOINT"):
-            cfg.sampling_endpoint = _sampling_endpoint("JAEGER_SAMPLING_ENDPOINT", env["JAEGER_SAMPLING_ENDPOINT"])
+            cfg.sampling_endpoint = parse_http_url("JAEGER_SAMPLING_ENDPOINT", env["JAEGER_SAMPLING_ENDPOINT"])
         elif env.get("JAEGER_SAMPLER_MANAGER_HOST_PORT"):
             host_port = env["JAEGER_SAMPLER_MANAGER_HOST_PORT"].strip()
             url = host_port if "://" in host_port else f"http://{host_port}/sampling"
-            cfg.sampling_endpoint = _sampling_endpoint("JAEGER_SAMPLER_MANAGER_HOST_PORT", url)
+            cfg.sampling_endpoint = parse_http_url("JAEGER_SAMPLER_MANAGER_HOST_PORT", url)
     if interval is None:
         if otel_arg.get("pollingIntervalMs"):
-            millis = _parse_float("OTEL_TRACES_SAMPLER_ARG pollingIntervalMs", otel_arg["pollingIntervalMs"])
+            millis = parse_float("OTEL_TRACES_SAMPLER_ARG pollingIntervalMs", otel_arg["pollingIntervalMs"])
             cfg.sampling_refresh_interval = parse_duration_seconds("OTEL_TRACES_SAMPLER_ARG pollingIntervalMs",
                                                                    millis / 1000)
         elif env.get("JAEGER_SAMPLER_REFRESH_INTERVAL"):
             cfg.sampling_refresh_interval = parse_duration_seconds(
                 "JAEGER_SAMPLER_REFRESH_INTERVAL", env["JAEGER_SAMPLER_REFRESH_INTERVAL"]
             )
-
-
-def _parse_float(name: str, value: Any) -> float:
-    try:
-        return float(str(value).strip())
-    except ValueError:
-        raise ConfigError(f"{name}={value!r} is not a number") from None
 
 
 def validate_sampler(sampler_type: str, param: float) -> None:
@@ -253,23 +178,6 @@ def validate_sampler(sampler_type: str, param: float) -> None:
         raise ConfigError(f"remote sampler initial sampling rate {param!r} is out of range 0..1")
     if sampler_type == "ratelimiting" and not param >= 0:
         raise ConfigError(f"ratelimiting sampler param {param!r} must be >= 0 spans per second")
-
-
-def _key_list(name: str, value: Any) -> tuple[str, ...]:
-    """A list of key names; a lone string is one name (not its letters)."""
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, (list, tuple, set, frozenset)) or not all(isinstance(k, str) for k in value):
-        raise ConfigError(f"{name}={value!r} is not a list of names")
-    return tuple(k.lower() for k in value)
-
-
-def _string_mapping(name: str, value: Any) -> dict[str, str]:
-    if isinstance(value, str):
-        return parse_key_values(name, value)
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{name}={value!r} is not a mapping (or k=v,k2=v2)")
-    return {str(k): str(v) for k, v in value.items()}
 
 
 def _otlp_traces_endpoint(env: Mapping[str, str]) -> str | None:
@@ -351,18 +259,18 @@ def _resolve_into(
     if sampler_type is None and "JAEGER_SAMPLER_TYPE" in env:
         sampler_type = env["JAEGER_SAMPLER_TYPE"].strip().lower()
         if sampler_param is None and "JAEGER_SAMPLER_PARAM" in env:
-            sampler_param = _parse_float("JAEGER_SAMPLER_PARAM", env["JAEGER_SAMPLER_PARAM"])
+            sampler_param = parse_float("JAEGER_SAMPLER_PARAM", env["JAEGER_SAMPLER_PARAM"])
     from_otel = False
     if sampler_type is None and "OTEL_TRACES_SAMPLER" in env:
         sampler_type, otel_param = _sampler_from_otel(env["OTEL_TRACES_SAMPLER"], env.get("OTEL_TRACES_SAMPLER_ARG"))
         sampler_param = otel_param if sampler_param is None else sampler_param
         from_otel = True
     if sampler_param is None and "JAEGER_SAMPLER_PARAM" in env:
-        sampler_param = _parse_float("JAEGER_SAMPLER_PARAM", env["JAEGER_SAMPLER_PARAM"])
+        sampler_param = parse_float("JAEGER_SAMPLER_PARAM", env["JAEGER_SAMPLER_PARAM"])
     cfg.sampler_type = str(sampler_type or "const").lower()
     if sampler_param is None:
         sampler_param = DEFAULT_REMOTE_INITIAL_RATE if cfg.sampler_type == "remote" else 1.0
-    cfg.sampler_param = _parse_float("sampler_param", sampler_param)
+    cfg.sampler_param = parse_float("sampler_param", sampler_param)
     validate_sampler(cfg.sampler_type, cfg.sampler_param)
     _resolve_remote(cfg, env, options, from_otel)
 
@@ -419,9 +327,9 @@ def _resolve_into(
     if value is not None:
         cfg.shutdown_timeout = parse_seconds("shutdown_timeout" if source == "argument" else str(source), value)
     if "secret_keys" in options:
-        cfg.secret_keys = _key_list("secret_keys", options.pop("secret_keys"))
+        cfg.secret_keys = parse_key_list("secret_keys", options.pop("secret_keys"))
     if "extra_secret_keys" in options:
-        cfg.secret_keys = cfg.secret_keys + _key_list("extra_secret_keys", options.pop("extra_secret_keys"))
+        cfg.secret_keys = cfg.secret_keys + parse_key_list("extra_secret_keys", options.pop("extra_secret_keys"))
     if "db_system" in options:
         value = options.pop("db_system")
         if value is not None and not isinstance(value, str):
@@ -429,6 +337,6 @@ def _resolve_into(
         cfg.db_system = value
     for name in ("resource_attributes", "process_tags"):
         if name in options:
-            getattr(cfg, name).update(_string_mapping(name, options.pop(name)))
+            getattr(cfg, name).update(parse_string_mapping(name, options.pop(name)))
     if options:
         raise ConfigError(f"unknown option(s): {', '.join(sorted(options))}")
