@@ -21,24 +21,15 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from .model import (
-    KIND_CLIENT,
-    KIND_CONSUMER,
-    KIND_INTERNAL,
-    KIND_PRODUCER,
-    KIND_SERVER,
-    KIND_UNSPECIFIED,
-    STRING,
-    Process,
-    SpanRecord,
-    Tag,
-)
+from .model import KIND_UNSPECIFIED, STRING, Process, Tag
 from .otlp_depth import WireError, truncate_deep_values
+from .otlp_json import decode_json
+from .otlp_model import INVALID_ID_REASON, NO_SERVICE_NAME, ZERO_SPAN_ID, ZERO_TRACE_ID, DecodeResult
+from .otlp_model import KIND_BY_NAME as KIND_BY_NAME  # defined there, importable from here as before
+from .otlp_model import STATUS_BY_NAME as STATUS_BY_NAME
+from .otlp_model import OtlpDecodeError as OtlpDecodeError
 from .packing import (
     KIND_BY_NUMBER,
-    STATUS_ERROR,
-    STATUS_OK,
-    STATUS_UNSET,
     PackedSpan,
     ProcessKey,
     pb_attributes,
@@ -48,28 +39,7 @@ from .packing import (
     unpack,
 )
 
-NO_SERVICE_NAME = "OTLPResourceNoServiceName"  # what Jaeger names a resource without service.name
-
-KIND_BY_NAME = {
-    "SPAN_KIND_UNSPECIFIED": KIND_UNSPECIFIED,
-    "SPAN_KIND_INTERNAL": KIND_INTERNAL,
-    "SPAN_KIND_SERVER": KIND_SERVER,
-    "SPAN_KIND_CLIENT": KIND_CLIENT,
-    "SPAN_KIND_PRODUCER": KIND_PRODUCER,
-    "SPAN_KIND_CONSUMER": KIND_CONSUMER,
-}
-STATUS_BY_NAME = {"STATUS_CODE_UNSET": STATUS_UNSET, "STATUS_CODE_OK": STATUS_OK, "STATUS_CODE_ERROR": STATUS_ERROR}
-
-INVALID_ID_REASON = "spans with an invalid trace or span id were rejected"
-_ZERO_TRACE = "0" * 32
-_ZERO_SPAN = "0" * 16
-
-
-class OtlpDecodeError(ValueError):
-    """The payload is not a valid ExportTraceServiceRequest."""
-
-
-DecodeResult = tuple[list[SpanRecord], int, str]
+__all__ = ["OtlpDecodeError", "decode_json", "decode_protobuf", "pack_protobuf"]
 
 
 # --------------------------------------------------------------------------- protobuf
@@ -99,12 +69,12 @@ def pack_protobuf(body: bytes) -> tuple[list[PackedSpan], int, str]:
             for span in scope_spans.spans:
                 trace_id = span.trace_id.hex()
                 span_id = span.span_id.hex()
-                if len(trace_id) != 32 or len(span_id) != 16 or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+                if len(trace_id) != 32 or len(span_id) != 16 or trace_id == ZERO_TRACE_ID or span_id == ZERO_SPAN_ID:
                     rejected += 1
                     reason = reason or INVALID_ID_REASON
                     continue
                 parent = span.parent_span_id.hex()
-                if len(parent) != 16 or parent == _ZERO_SPAN:
+                if len(parent) != 16 or parent == ZERO_SPAN_ID:
                     parent = ""
                 kind_number = span.kind
                 start_ns = span.start_time_unix_nano
@@ -227,8 +197,3 @@ def _varint(value: int) -> bytes:
             out.append(byte)
             return bytes(out)
 
-
-# The JSON decoder lives in its own module and needs the names above: imported last.
-from .otlp_json import decode_json  # noqa: E402
-
-__all__ = ["OtlpDecodeError", "decode_json", "decode_protobuf", "pack_protobuf"]

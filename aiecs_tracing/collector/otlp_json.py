@@ -25,13 +25,13 @@ from .model import (
     clamp_us,
     float_tag,
 )
-from .otlp import (
-    _ZERO_SPAN,
-    _ZERO_TRACE,
+from .otlp_model import (
     INVALID_ID_REASON,
     KIND_BY_NAME,
     NO_SERVICE_NAME,
     STATUS_BY_NAME,
+    ZERO_SPAN_ID,
+    ZERO_TRACE_ID,
     DecodeResult,
     OtlpDecodeError,
 )
@@ -110,10 +110,10 @@ def _json_span(span: dict[str, Any], process: Process, shared_tags: list[Tag]) -
         raise TypeError("span must be an object")
     trace_id = _hex_id(_get(span, "traceId", "trace_id"), 32)
     span_id = _hex_id(_get(span, "spanId", "span_id"), 16)
-    if not trace_id or not span_id or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+    if not trace_id or not span_id or trace_id == ZERO_TRACE_ID or span_id == ZERO_SPAN_ID:
         return None
     parent = _hex_id(_get(span, "parentSpanId", "parent_span_id"), 16)
-    if parent == _ZERO_SPAN:
+    if parent == ZERO_SPAN_ID:
         parent = ""
     tags = _json_attributes(_list(span, "attributes"))
     kind = _json_kind(_get(span, "kind"))
