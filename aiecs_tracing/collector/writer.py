@@ -24,10 +24,11 @@ import queue
 import sqlite3
 import threading
 import time
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from .interning import InternedIds
 from .otlp_depth import varint as _varint
 from .packing import PackedSpan
 
@@ -98,10 +99,7 @@ class StoreWriter:
         self._clamped = 0
         self._row_count = 0
         self._last_write_warning = 0.0
-        # Writer-side interning caches (only the writer thread mutates them).
-        self._service_ids: dict[str, int] = {}
-        self._operation_ids: dict[tuple[int, str, str], int] = {}
-        self._process_ids: dict[tuple[int, str, str], int] = {}
+        self._interned = InternedIds()  # only the writer thread uses it
 
     # ------------------------------------------------------------------ ingest
 
@@ -254,9 +252,10 @@ class StoreWriter:
         db = self._writer_db
         db.execute("BEGIN")
         try:
-            service_id = self._service_id
-            operation_id = self._operation_id
-            process_id = self._process_id
+            interned = self._interned
+            service_id = interned.service_id
+            operation_id = interned.operation_id
+            process_id = interned.process_id
             resolved: list[tuple[Any, ...]] = []
             append = resolved.append
             for row in rows:
@@ -284,41 +283,8 @@ class StoreWriter:
             self._load_interned()  # ids interned in the rolled-back transaction are gone
             raise
 
-    def _service_id(self, db: sqlite3.Connection, name: str) -> int:
-        found = self._service_ids.get(name)
-        if found is None:
-            found = cast(int, db.execute("INSERT INTO services (name) VALUES (?)", (name,)).lastrowid)  # an INSERT's row id
-            self._service_ids[name] = found
-        return found
-
-    def _operation_id(self, db: sqlite3.Connection, service_id: int, name: str, kind: str) -> int:
-        key = (service_id, name, kind)
-        found = self._operation_ids.get(key)
-        if found is None:
-            found = cast(int, db.execute("INSERT INTO operations (service_id, name, kind) VALUES (?, ?, ?)", key).lastrowid)
-            self._operation_ids[key] = found
-        return found
-
-    def _process_id(self, db: sqlite3.Connection, service_id: int, key: Any) -> int:
-        interned = (service_id, key[1], key[2])
-        found = self._process_ids.get(interned)
-        if found is None:
-            found = cast(int, db.execute(
-                "INSERT INTO processes (service_id, tags, span_tags) VALUES (?, ?, ?)", interned
-            ).lastrowid)
-            self._process_ids[interned] = found
-        return found
-
     def _load_interned(self) -> None:
-        db = self._writer_db
-        self._service_ids = {name: sid for sid, name in db.execute("SELECT id, name FROM services")}
-        self._operation_ids = {
-            (sid, name, kind): oid for oid, sid, name, kind in db.execute("SELECT id, service_id, name, kind FROM operations")
-        }
-        self._process_ids = {
-            (sid, tags, span_tags): pid
-            for pid, sid, tags, span_tags in db.execute("SELECT id, service_id, tags, span_tags FROM processes")
-        }
+        self._interned.reload(self._writer_db)
 
     # ------------------------------------------------------------------ retention
 
@@ -337,9 +303,10 @@ class StoreWriter:
         db = self._writer_db
         deleted = 0
         try:
-            if self.max_age_seconds is not None and self._service_ids:
+            service_ids = self._interned.service_ids
+            if self.max_age_seconds is not None and service_ids:
                 cutoff = int((time.time() - self.max_age_seconds) * 1_000_000)
-                services = ",".join(str(int(sid)) for sid in self._service_ids.values())
+                services = ",".join(str(int(sid)) for sid in service_ids.values())
                 deleted += db.execute(f"DELETE FROM spans WHERE service_id IN ({services}) AND start_us < ?", (cutoff,)).rowcount
             if self.max_spans is not None:
                 deleted += self._delete_oldest(self._row_count - deleted - self.max_spans)
