@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from .exposure import TOKEN_COOKIE, query_token, token_matches, without_token
-from .http_base import _BaseHandler, admit_exposed
+from .http_base import BaseHandler, admit_exposed
 from .http_head import RequestHead
 from .jaeger_json import traces_json
 from .model import normalize_trace_id
@@ -36,6 +36,7 @@ from .params import (
     parse_tags,
     parse_trace_query,
 )
+from .sampling import respond_strategy
 
 __all__ = [
     "DEFAULT_DEPENDENCY_LOOKBACK_MS",
@@ -43,9 +44,9 @@ __all__ = [
     "JSON",
     "PROTOBUF",
     "ApiError",
+    "BaseHandler",
     "OtlpHandler",
     "QueryHandler",
-    "_BaseHandler",
     "admit_otlp",
     "admit_query",
     "envelope",
@@ -88,7 +89,7 @@ def admit_query(server: Any, head: RequestHead) -> None:
     admit_exposed(server, head, browser=True)
 
 
-class QueryHandler(_BaseHandler):
+class QueryHandler(BaseHandler):
     """Jaeger's HTTP JSON query API under ``/api`` and the web UI everywhere else."""
 
     def do_GET(self) -> None:  # noqa: N802
@@ -165,8 +166,6 @@ class QueryHandler(_BaseHandler):
         elif route == ["stats"]:
             self.respond_json(200, self.collector.stats_snapshot())
         elif route == ["sampling"]:  # Jaeger's remote sampling, also on the query port
-            from .sampling import respond_strategy  # imports this module: late
-
             respond_strategy(self, urlsplit(self.path).query)
         else:
             raise ApiError(404, f"unknown API path {path}")

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .exposure import refusal_reason
 from .http_head import BufferedRequestHandler, Refusal, RequestHead
-
-if TYPE_CHECKING:
-    from .server import Collector
+from .runtime import BytesInFlight, QueryPriority, ReceiverStats
 
 logger = logging.getLogger("aiecs_tracing.collector")
 
@@ -47,14 +46,51 @@ def admit_exposed(server: Any, head: RequestHead, *, browser: bool = False) -> N
         raise json_refusal(status, document, headers)
 
 
-class _BaseHandler(BufferedRequestHandler):
+class StrategySource(Protocol):
+    """The sampling strategies a handler answers with (:class:`.sampling.SamplingStrategies`)."""
+
+    def response_body(self, service: str) -> bytes: ...
+
+
+class CollectorContext(Protocol):
+    """What a port's handler uses of the collector serving it.
+
+    The collector (:class:`.server.Collector`, above this module) hands itself down to its
+    servers; handlers see it through this, so nothing here imports the server.
+    """
+
+    @property
+    def auth_token(self) -> str | None: ...
+    @property
+    def store(self) -> Any: ...  # a started SpanStore
+    @property
+    def stats(self) -> ReceiverStats: ...
+    @property
+    def sampling(self) -> StrategySource: ...
+    @property
+    def in_flight(self) -> BytesInFlight: ...
+    @property
+    def query_priority(self) -> QueryPriority: ...
+    @property
+    def decode_slots(self) -> threading.BoundedSemaphore: ...
+    @property
+    def commit_timeout(self) -> float: ...
+    @property
+    def max_body_bytes(self) -> int: ...
+
+    def stats_snapshot(self) -> dict[str, Any]: ...
+
+
+class BaseHandler(BufferedRequestHandler):
+    """What every port's handler shares: the collector it serves, logging and one-write responses."""
+
     protocol_version = "HTTP/1.1"
     server_version = "aiecs-tracing-collector"
     sys_version = ""
 
     @property
-    def collector(self) -> Collector:
-        collector: Collector = self.server.collector
+    def collector(self) -> CollectorContext:
+        collector: CollectorContext = self.server.collector
         return collector
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature

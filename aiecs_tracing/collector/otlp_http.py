@@ -12,13 +12,12 @@ disk is full.
 
 from __future__ import annotations
 
-import threading
 import zlib
 from typing import Any
 from urllib.parse import urlsplit
 
 from .exposure import refusal_reason
-from .http_base import _BaseHandler, render_response
+from .http_base import BaseHandler, render_response
 from .http_head import Refusal, RequestHead, content_length
 from .otlp import (
     OtlpDecodeError,
@@ -31,6 +30,8 @@ from .otlp import (
 )
 from .packing import pack_record
 from .params import ApiError
+from .runtime import BytesInFlight as BytesInFlight  # defined there; importable from here as before
+from .runtime import QueryPriority as QueryPriority
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -40,61 +41,6 @@ GRPC_UNAUTHENTICATED = 16
 GRPC_UNAVAILABLE = 14
 RETRY_AFTER = {"Retry-After": "1"}
 RECEIVER = "otlp_http"
-
-
-class BytesInFlight:
-    """The budget of request bytes admitted but not yet answered (bodies held in memory)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._used = 0
-        self._lock = threading.Lock()
-
-    def reserve(self, count: int) -> bool:
-        with self._lock:
-            if self._used and self._used + count > self.limit:
-                return False  # one request alone may always use the whole budget
-            self._used += count
-            return True
-
-    def release(self, count: int) -> None:
-        with self._lock:
-            self._used = max(0, self._used - count)
-
-    @property
-    def used(self) -> int:
-        with self._lock:
-            return self._used
-
-
-class QueryPriority:
-    """Queries first: while one is being answered, a decode waits (up to ``patience`` seconds).
-
-    Python threads share one interpreter lock; a query that competes with several decoding
-    requests gets a slice of it at a time. Holding back new decodes while queries run
-    keeps the UI answering when ingest is saturated; the bound keeps ingest moving under a
-    constant stream of queries.
-    """
-
-    def __init__(self, patience: float = 0.05) -> None:
-        self.patience = patience
-        self._active = 0
-        self._idle = threading.Condition()
-
-    def __enter__(self) -> None:
-        with self._idle:
-            self._active += 1
-
-    def __exit__(self, *exc_info: object) -> None:
-        with self._idle:
-            self._active -= 1
-            if not self._active:
-                self._idle.notify_all()
-
-    def yield_to_queries(self) -> None:
-        with self._idle:
-            if self._active:
-                self._idle.wait_for(lambda: not self._active, self.patience)
 
 
 def status_body(status: int, message: str, as_json: bool) -> tuple[bytes, str]:
@@ -154,7 +100,7 @@ def release_otlp(server: Any, head: RequestHead) -> None:
     server.collector.in_flight.release(head.reserved)
 
 
-class OtlpHandler(_BaseHandler):
+class OtlpHandler(BaseHandler):
     """``POST /v1/traces`` with protobuf or JSON bodies, gzip or not."""
 
     RECEIVER = RECEIVER

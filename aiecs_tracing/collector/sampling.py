@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from .api import _BaseHandler
+from .http_base import BaseHandler
 
 if TYPE_CHECKING:
     from .store import SpanStore
@@ -262,7 +262,7 @@ class SamplingStrategies:
         }
 
 
-def respond_strategy(handler: _BaseHandler, query: str) -> None:
+def respond_strategy(handler: BaseHandler, query: str) -> None:
     """Answer ``?service=<name>`` (exactly once, as Jaeger requires) with that service's strategy."""
     services = parse_qs(query, keep_blank_values=True).get("service", [])
     if len(services) != 1:
@@ -272,7 +272,7 @@ def respond_strategy(handler: _BaseHandler, query: str) -> None:
     handler.respond(200, body, "application/json")
 
 
-class SamplingHandler(_BaseHandler):
+class SamplingHandler(BaseHandler):
     """The sampling port: ``GET /sampling?service=`` (and ``/`` and ``/api/sampling``, as Jaeger's)."""
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming

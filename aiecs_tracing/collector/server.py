@@ -19,14 +19,13 @@ import logging
 import os
 import socket
 import threading
-from collections import defaultdict
 from typing import Any
 
 from .api import OtlpHandler, QueryHandler, admit_otlp, admit_query, release_otlp
 from .connections import BoundedHTTPServer
 from .exposure import ExposureError, is_loopback_address
-from .http_base import admit_exposed
-from .otlp_http import BytesInFlight, QueryPriority
+from .http_base import CollectorContext, admit_exposed
+from .runtime import BytesInFlight, QueryPriority, ReceiverStats
 from .sampling import DEFAULT_ADAPTIVE_WINDOW, SamplingHandler, SamplingStrategies
 from .store import MEMORY, SpanStore
 from .thrift_compact import ThriftDecodeError, decode_emit_batch
@@ -55,41 +54,6 @@ class BindError(OSError):
         self.receiver = receiver
         self.port = port
         self.cause = cause
-
-
-class ReceiverStats:
-    """Per-receiver counters: spans received/rejected and payloads (requests, datagrams) rejected.
-
-    A payload that cannot be decoded at all counts once under ``rejected_payloads``;
-    spans refused individually (bad ids, full backlog) count under ``rejected_spans``.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._received: dict[str, int] = defaultdict(int)
-        self._rejected_spans: dict[str, int] = defaultdict(int)
-        self._rejected_payloads: dict[str, int] = defaultdict(int)
-
-    def receive(self, receiver: str, spans: int) -> None:
-        with self._lock:
-            self._received[receiver] += spans
-
-    def reject_spans(self, receiver: str, spans: int) -> None:
-        with self._lock:
-            self._rejected_spans[receiver] += spans
-
-    def reject_payload(self, receiver: str) -> None:
-        with self._lock:
-            self._rejected_payloads[receiver] += 1
-
-    def snapshot(self, receivers: tuple[str, ...]) -> dict[str, dict[str, int]]:
-        with self._lock:
-            return {
-                "received": {name: self._received[name] for name in receivers},
-                "rejected": {name: self._rejected_spans[name] + self._rejected_payloads[name] for name in receivers},
-                "rejected_spans": {name: self._rejected_spans[name] for name in receivers},
-                "rejected_payloads": {name: self._rejected_payloads[name] for name in receivers},
-            }
 
 
 class Collector:
@@ -230,11 +194,12 @@ class Collector:
     def _bind_http(
         self, port: int, handler: type, name: str, admit: Any, release: Any = None, workers: int = 4
     ) -> BoundedHTTPServer:
+        handlers_see: CollectorContext = self  # what the handlers use of it (mypy checks it is all there)
         try:
             server = BoundedHTTPServer(
                 (self.host, port),
                 handler,
-                self,
+                handlers_see,
                 name=name,
                 workers=workers,
                 max_connections=self.max_connections,
