@@ -56,7 +56,8 @@ class CollectorContext(Protocol):
     """What a port's handler uses of the collector serving it.
 
     The collector (:class:`.server.Collector`, above this module) hands itself down to its
-    servers; handlers see it through this, so nothing here imports the server.
+    servers; handlers see it through this, so nothing here imports the server. Members are
+    read-only properties: a protocol's plain attributes would have to match types exactly.
     """
 
     @property
