@@ -4,10 +4,16 @@ One :class:`TracingManager` (the seed's API, on OpenTelemetry), one line per fra
 in :mod:`aiecs_tracing.integrations`.
 """
 
-__version__ = "0.1.0"
+from .core.manager import TracingManager, get_tracing_manager, set_tracing_manager
+from .core.span import NoopSpan, Span, SpanContext
+from .version import __version__
 
-from .core.manager import TracingManager, get_tracing_manager, set_tracing_manager  # noqa: E402
-from .core.span import NoopSpan, Span, SpanContext  # noqa: E402
+try:  # the OpenTracing shim registers itself with the manager (tracing.opentracing_tracer)
+    import opentracing as _opentracing  # noqa: F401
+except ImportError:
+    pass
+else:
+    from .compat import opentracing as _opentracing_shim  # noqa: F401
 
 __all__ = [
     "TracingManager",

@@ -48,6 +48,7 @@ import weakref  # noqa: E402
 
 from opentelemetry import trace as _otel_trace  # noqa: E402
 
+from aiecs_tracing.core import log_correlation as _log_correlation  # noqa: E402
 from aiecs_tracing.core import manager as _manager_module  # noqa: E402
 from tests.services import in_ci  # noqa: E402
 
@@ -130,7 +131,7 @@ def tracing_isolation(request):
     default = _manager_module.get_tracing_manager()
     provider = _global_provider()
     filters = {lg: list(lg.filters) for lg in _loggers()}
-    factory = (logging.getLogRecordFactory(), _manager_module._factory_installed)
+    factory = (logging.getLogRecordFactory(), _log_correlation.installed_factory)
     threads = _export_threads()
     _owned = owned = []
     try:
@@ -146,10 +147,10 @@ def tracing_isolation(request):
         if len(kept) < len(added):
             problems.append(f"left filter(s) {[f for f in added if f not in kept]} on logger {lg.name!r}")
         lg.filters[:] = filters.get(lg, []) + kept
-    if (logging.getLogRecordFactory(), _manager_module._factory_installed) != factory:
+    if (logging.getLogRecordFactory(), _log_correlation.installed_factory) != factory:
         problems.append("replaced the log record factory")
         logging.setLogRecordFactory(factory[0])
-        _manager_module._factory_installed = factory[1]
+        _log_correlation.installed_factory = factory[1]
     for manager in owned:
         try:
             manager.close_tracer(timeout=1.0)

@@ -376,10 +376,10 @@ def test_internal_failures_never_reach_user_code(tracing, monkeypatch, caplog):
     def fails():
         raise ValueError("user error")
 
-    from aiecs_tracing.core import manager as manager_module
+    from aiecs_tracing.core import engine as engine_module
 
     monkeypatch.setattr(tracing.tracer, "start_span", broken)  # the SDK's span ...
-    monkeypatch.setattr(manager_module, "start_light", broken)  # ... and the fast path's
+    monkeypatch.setattr(engine_module, "start_light", broken)  # ... and the fast path's
     guard._reset_for_tests()
     with caplog.at_level("WARNING", logger="aiecs_tracing"):
         assert [work(i) for i in range(5)] == [0, 2, 4, 6, 8]

@@ -28,13 +28,13 @@ SCRIPT = textwrap.dedent(
         otel_context._RUNTIME_CONTEXT = RenamedRuntimeContext()
         import aiecs_tracing.core.light as light
 
-        def renamed(self, manager):
-            raise AttributeError("'TracerProvider' object has no attribute '_active_span_processor'")
+        def renamed(self, *args):
+            raise TypeError("light spans need an EngineProvider, not TracerProvider")
 
         light.LightSource.__init__ = renamed
 
     from aiecs_tracing import TracingManager
-    from aiecs_tracing.core import manager as manager_module
+    from aiecs_tracing.core import sdk_internals
     from aiecs_tracing.integrations.asgi import TracingMiddleware
 
     tracing = TracingManager("fallback", exporter="memory", set_global_provider=False, set_default_manager=False)
@@ -58,9 +58,9 @@ SCRIPT = textwrap.dedent(
     tracing.flush()
     spans = tracing.exporter.get_finished_spans()
     by_id = {s.context.span_id: s.name for s in spans}
-    light_used = tracing._light_source not in (None, False)
+    light_used = tracing.light_spans
     print(json.dumps({
-        "fast_context": manager_module._context_var is not None,
+        "fast_context": sdk_internals.FAST_CONTEXT,
         "light": light_used,
         "spans": sorted([s.name, s.kind.name, by_id.get(s.parent.span_id, format(s.parent.span_id, "x")),
                          format(s.context.trace_id, "x"), {k: v for k, v in s.attributes.items()
@@ -85,3 +85,21 @@ def test_fallbacks_give_the_same_spans_as_the_fast_paths() -> None:
     assert len(names) == 2 and "handler-step" in names
     server = next(span for span in fast["spans"] if span[1] == "SERVER")
     assert server[2] == "b7ad6b7169203331" and server[3] == "af7651916cd43dd8448eb211c80319c"
+
+
+def test_span_context_shortcut_falls_back_when_the_layout_differs(monkeypatch) -> None:
+    """A ``SpanContext`` whose tuple layout is not the one verified gets the real constructor."""
+    from opentelemetry import trace
+
+    from aiecs_tracing.core import sdk_internals
+
+    class Reordered(trace.SpanContext):
+        @property
+        def trace_id(self) -> int:  # another release's field order, say
+            return self[1]
+
+    monkeypatch.setattr(sdk_internals.trace, "SpanContext", Reordered)
+    builder = sdk_internals._span_context_builder()
+    assert builder is sdk_internals._checked_span_context
+    made = builder(0xABC, 0xDEF, trace.TraceFlags(1), trace.TraceState())
+    assert isinstance(made, Reordered) and made.span_id == 0xDEF

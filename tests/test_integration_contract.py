@@ -139,9 +139,9 @@ def test_the_check_finds_private_uses(tmp_path: Path) -> None:
         "from opentelemetry.trace import SpanKind\n"
         "import aiecs_tracing.core.span\n"
         "def f(tracing, span):\n"
-        "    tracing._start('x', {})\n"
+        "    tracing._parent_context(None)\n"
         "    tracing._active\n"
-        "    return span._otel, tracing._attach(span)\n"
+        "    return span._otel, tracing._light_source\n"
     )
     text = "\n".join(_violations(bad))
     for expected in (
@@ -150,10 +150,10 @@ def test_the_check_finds_private_uses(tmp_path: Path) -> None:
         "private _WRAPPER_KEY",
         "OpenTelemetry",
         "aiecs_tracing.core.span",
-        "._start",
+        "._parent_context",
         "._active",
         "._otel",
-        "._attach",
+        "._light_source",
     ):
         assert expected in text, (expected, text)
 

@@ -269,7 +269,7 @@ def test_light_spans_obey_the_remote_sampler(strategy_server):
     counts = sampled_by_name(tracing)
     assert counts["never"] == 1 and counts["always"] == 51
     source = tracing._light_source
-    assert source.remote is tracing.provider.sampler and not source.parent_based_on  # no const fast path
+    assert source.remote is tracing.provider.sampler and not source.always_on  # no const fast path
     tracing.close_tracer()
 
 

@@ -42,7 +42,7 @@ from opentracing import (
     UnsupportedFormatException,
 )
 
-from ..core import guard
+from ..core import guard, lifecycle
 from ..core.attributes import sanitize_tags
 from ..core.manager import TracingManager
 from ..core.propagation import TRACEPARENT, UBER_TRACE_ID, UBERCTX_PREFIX
@@ -136,7 +136,7 @@ class OpenTracingTracer(opentracing.Tracer):
             span = manager.start_span(name, parent, tags, start_time=start_time, links=links)
         if span is None:
             return _NoopOpenTracingSpan(trace.INVALID_SPAN, manager, name)
-        ot_span = OpenTracingSpan(span._otel, manager, name, span.baggage, span.debug)
+        ot_span = OpenTracingSpan(span.otel_span, manager, name, span.baggage, span.debug)
         if tags:
             if "error" in tags:
                 ot_span.set_tag("error", tags["error"])
@@ -148,7 +148,7 @@ class OpenTracingTracer(opentracing.Tracer):
                         start_time: float | None, links: Any) -> OpenTracingSpan:
         """``sampling.priority`` > 0: debug, and a root the sampler dropped is started again, sampled."""
         _mark_priority(span, tags["sampling.priority"])
-        if not span.debug or span._otel.get_span_context().trace_flags.sampled:
+        if not span.debug or span.otel_span.get_span_context().trace_flags.sampled:
             return span
         is_root = (parent is None and not trace.get_current_span().get_span_context().is_valid) or (
             isinstance(parent, Context) and not parent
@@ -343,3 +343,7 @@ def restore_global(manager: TracingManager) -> None:
     tracer._previous_global = None  # type: ignore[union-attr]
     if opentracing.tracer is tracer:
         opentracing.tracer, opentracing.is_tracer_registered = previous
+
+
+# What ``tracing.opentracing_tracer`` and the manager's start and close use (core imports nothing here).
+lifecycle.register_opentracing(lifecycle.OpenTracingSupport(OpenTracingTracer, install_global, restore_global))

@@ -16,11 +16,18 @@ from typing import Any
 
 import opentracing
 from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace.propagation import _SPAN_KEY
 
 from ..core import guard
-from ..core.manager import _WRAPPER_KEY, TracingManager, _context_var, get_tracing_manager
+from ..core.manager import TracingManager, get_tracing_manager
+from ..core.sdk_internals import (
+    WRAPPER_KEY,
+    context_with_span,
+    context_with_value,
+    reset_current,
+    set_current,
+)
 from ..core.span import Span
 
 logger = logging.getLogger("aiecs_tracing.opentracing")
@@ -34,14 +41,14 @@ class OpenTracingSpan(Span, opentracing.Span):
 
     @property
     def tracer(self) -> Any:
-        manager = self._manager
+        manager = self.owner
         return manager.opentracing_tracer if manager is not None else opentracing.global_tracer()
 
     def set_tag(self, key: str, value: Any) -> OpenTracingSpan:
         if key == "sampling.priority":
             _mark_priority(self, value)
-        elif type(value) is str and self._manager is not None and len(value) > self._manager.config.max_tag_value_length:
-            value = value[: self._manager.config.max_tag_value_length]  # jaeger-client's max_tag_value_length
+        elif type(value) is str and self.owner is not None and len(value) > self.owner.config.max_tag_value_length:
+            value = value[: self.owner.config.max_tag_value_length]  # jaeger-client's max_tag_value_length
         Span.set_tag(self, key, value)
         return self
 
@@ -106,7 +113,7 @@ class _Scope(opentracing.Scope):
     """One activation; closing it restores what was current before (only the active one closes)."""
 
     def __init__(self, manager: ContextVarsScopeManager, span: Any, finish_on_close: bool) -> None:
-        self._manager = manager
+        self.owner = manager
         self._span = span
         self._finish_on_close = finish_on_close
         self._token: Any = None
@@ -117,15 +124,12 @@ class _Scope(opentracing.Scope):
         token = self._token
         if token is None:  # a view of a span made current elsewhere, or closed already
             return
-        if otel_context.get_current().get(self._manager._key) is not self:
+        if otel_context.get_current().get(self.owner._key) is not self:
             logger.debug("Scope.close(): not the active scope, ignored (close scopes in reverse order)")
             return
         self._token = None
         try:
-            if _context_var is not None:
-                _context_var.reset(token)
-            else:
-                otel_context.detach(token)
+            reset_current(token)
         except Exception:  # closed in another context (asyncio task, thread): restore the previous one
             otel_context.attach(self._previous)  # type: ignore[arg-type]
         self._previous = None
@@ -158,36 +162,34 @@ class ContextVarsScopeManager(opentracing.ScopeManager):
     def activate(self, span: Any, finish_on_close: bool) -> _Scope:
         scope = _Scope(self, span, finish_on_close)
         current = otel_context.get_current()
-        new = Context(current)
         if isinstance(span, Span):
-            otel = span._otel
-            dict.__setitem__(new, _SPAN_KEY, otel)
-            dict.__setitem__(new, _WRAPPER_KEY, span)
+            otel: Any = span.otel_span
+            new = context_with_span(current, otel, span, self._key, scope)
         else:
-            otel = current.get(_SPAN_KEY)  # type: ignore[assignment]  # an OpenTelemetry span or None
-        dict.__setitem__(new, self._key, scope)
+            otel = trace.get_current_span(current)
+            new = context_with_value(current, self._key, scope)
         scope._otel = otel
         scope._previous = current
-        scope._token = _context_var.set(new) if _context_var is not None else otel_context.attach(new)
+        scope._token = set_current(new)
         return scope
 
     @property
     def active(self) -> _Scope | None:
         ctx = otel_context.get_current()
         scope: _Scope | None = ctx.get(self._key)  # type: ignore[assignment]  # set by activate()
-        otel: Any = ctx.get(_SPAN_KEY)  # an OpenTelemetry span
+        otel: Any = trace.get_current_span(ctx)
         if scope is not None and scope._otel is otel:
             return scope
-        if otel is None or not otel.get_span_context().is_valid:
+        if not otel.get_span_context().is_valid:
             return None
         # A span made current by OpenTelemetry code or the integrations: seen, not owned.
-        wrapper: Span | None = ctx.get(_WRAPPER_KEY)  # type: ignore[assignment]  # the manager's Span
+        wrapper: Span | None = ctx.get(WRAPPER_KEY)  # type: ignore[assignment]  # the manager's Span
         manager = self._tracing if self._tracing is not None else get_tracing_manager()
-        if wrapper is not None and wrapper._otel is otel:
+        if wrapper is not None and wrapper.otel_span is otel:
             if isinstance(wrapper, OpenTracingSpan):
                 span = wrapper
             else:
-                span = OpenTracingSpan(otel, wrapper._manager or manager, wrapper.operation_name,
+                span = OpenTracingSpan(otel, wrapper.owner or manager, wrapper.operation_name,
                                        wrapper.baggage, wrapper.debug)
         else:
             span = OpenTracingSpan(otel, manager, getattr(otel, "name", ""))

@@ -31,7 +31,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanKind, get_current_span
 
 from . import guard as _guard
-from .light import LightSpan, start_light_from_remote
+from .light import LightSpan
 from .manager import TracingManager, get_tracing_manager
 from .propagation import inject_fields
 from .redaction import (
@@ -171,17 +171,23 @@ def start_span(
     Otherwise failures raise: call it inside the integration's guard.
     """
     if fast and start_time is None and links is None:
-        if parent is NEW_TRACE:
-            return start_light_from_remote(tracing, name, attributes if attributes is not None else {}, kind, None)
-        if type(parent) is SpanContext:
-            return start_light_from_remote(tracing, name, attributes if attributes is not None else {}, kind, parent)
-        return tracing.start_light_span(name, attributes if attributes is not None else {}, kind, parent)
-    return tracing._start(name, attributes, kind, parent, start_time, links)
+        if not tracing.enabled:
+            return None
+        try:
+            if parent is NEW_TRACE:
+                return tracing.start_from_remote(name, attributes if attributes is not None else {}, kind, None)
+            if type(parent) is SpanContext:
+                return tracing.start_from_remote(name, attributes if attributes is not None else {}, kind, parent)
+            return tracing.start_fast(name, attributes if attributes is not None else {}, kind, parent)
+        except Exception as exc:
+            _guard.report_error("start_light_span", exc)
+            return None
+    return tracing.start_sdk(name, attributes, kind, parent, start_time, links)
 
 
 def set_attributes(span: Span, attributes: dict[str, Any]) -> None:
     """Set attribute-safe ``attributes`` on ``span`` (the cheapest way the span allows)."""
-    otel = span._otel
+    otel = span.otel_span
     if type(otel) is LightSpan:
         otel.set_plain_attributes(attributes)  # plain values: no per-value checks
     else:
@@ -190,18 +196,18 @@ def set_attributes(span: Span, attributes: dict[str, Any]) -> None:
 
 def otel_span(span: Span) -> Any:
     """The OpenTelemetry span behind a facade span (``span.otel_span``)."""
-    return span._otel
+    return span.otel_span
 
 
 # --- the current span --------------------------------------------------------------------------
 def attach(tracing: TracingManager, span: Span) -> object:
     """Make ``span`` (a facade span) current; returns the token for :func:`detach`."""
-    return tracing._attach(span)
+    return tracing.attach(span)
 
 
 def detach(tracing: TracingManager, token: object) -> None:
     """Undo :func:`attach` (harmless with a token from another context)."""
-    tracing._detach(token)
+    tracing.detach(token)
 
 
 def active_span(tracing: TracingManager) -> Span | None:
@@ -216,13 +222,13 @@ def current_span_context() -> Any:
 
 def is_current(span: Span) -> bool:
     """True when ``span`` is the current span here (this thread / asyncio task)."""
-    return get_current_span() is span._otel
+    return get_current_span() is span.otel_span
 
 
 # --- whether to trace --------------------------------------------------------------------------
 def is_active(tracing: TracingManager | None) -> bool:
     """True when ``tracing`` is a manager that records spans now (enabled and not closed)."""
-    return tracing is not None and tracing._active
+    return tracing is not None and tracing.enabled
 
 
 def active_manager(tracing: TracingManager | None) -> TracingManager | None:
@@ -232,7 +238,7 @@ def active_manager(tracing: TracingManager | None) -> TracingManager | None:
     """
     if tracing is None:
         tracing = get_tracing_manager()
-    return tracing if tracing is not None and tracing._active else None
+    return tracing if tracing is not None and tracing.enabled else None
 
 
 # --- the guard ---------------------------------------------------------------------------------
@@ -297,7 +303,7 @@ def span_context_fields(span: Span, formats: Iterable[str]) -> Mapping[str, str]
 
     No baggage: e.g. the ``traceresponse`` a server returns to its caller.
     """
-    sc = span._otel.get_span_context()
+    sc = span.otel_span.get_span_context()
     written: dict[str, str] = {}
     inject_fields(sc.trace_id, sc.span_id, bool(sc.trace_flags & 1), False, {}, None, written, tuple(formats))
     return written

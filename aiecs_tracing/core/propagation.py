@@ -16,9 +16,10 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import quote, unquote
 
+from opentelemetry import trace
 from opentelemetry.trace import TraceState
 
-from .span import SpanContext
+from .span import Span, SpanContext
 
 logger = logging.getLogger("aiecs_tracing.propagation")
 
@@ -83,6 +84,18 @@ def inject_fields(
         for key, value in baggage.items():
             if _BAGGAGE_KEY_RE.match(key):  # a header name must stay a token (no spaces, no CR/LF)
                 carrier[UBERCTX_PREFIX + key] = quote(value, safe="")
+
+
+def context_of(span: Any) -> SpanContext | None:
+    """The context to inject for ``span``: a facade span, a :class:`SpanContext`, an OpenTelemetry span."""
+    if isinstance(span, Span):
+        return span.context
+    if isinstance(span, SpanContext):
+        return span
+    if isinstance(span, trace.Span):
+        sc = span.get_span_context()
+        return SpanContext(sc.trace_id, sc.span_id, bool(sc.trace_flags & 1), False, {}, sc.trace_state)
+    return None
 
 
 def _lowercase_view(carrier: Mapping[str, Any]) -> dict[str, str]:

@@ -12,6 +12,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from ..version import __version__
+
 _host_lock = threading.Lock()
 _hostname: str | None = None
 _ipv4: str | None = None
@@ -58,12 +60,7 @@ def _discover_ipv4() -> str:
 
 
 def library_version() -> str:
-    try:
-        from aiecs_tracing import __version__  # lazy: the package root imports the exporters
-
-        return str(__version__)
-    except Exception:  # noqa: BLE001 - version is cosmetic
-        return "0.1.0"
+    return __version__
 
 
 def jaeger_process_tags(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, TraceFlags, TraceState
@@ -20,8 +20,14 @@ from .config import DEFAULT_SECRET_KEYS
 from .guard import report_error
 from .redaction import scrub_text
 
-if TYPE_CHECKING:
-    from .manager import TracingManager
+
+class SpanOwner(Protocol):
+    """What a span needs of the manager that started it (the manager is one)."""
+
+    @property
+    def config(self) -> Any: ...  # its max_tag_value_length and secret_keys
+
+    def note_finished(self) -> None: ...
 
 KIND_BY_NAME: dict[str, SpanKind] = {
     "server": SpanKind.SERVER,
@@ -105,7 +111,7 @@ class Span:
     def __init__(
         self,
         otel_span: trace.Span,
-        manager: TracingManager | None,
+        manager: SpanOwner | None,
         operation_name: str,
         baggage: dict[str, str] | None = None,
         debug: bool = False,
@@ -137,6 +143,11 @@ class Span:
 
     @property
     def tracer(self) -> Any:
+        return self._manager
+
+    @property
+    def owner(self) -> Any:
+        """The manager that started this span (``None`` for a stand-in)."""
         return self._manager
 
     def is_recording(self) -> bool:
@@ -256,7 +267,7 @@ class Span:
         try:
             self._otel.end(int(finish_time * 1e9) if finish_time is not None else None)
             if self._manager is not None:
-                self._manager._spans_finished += 1
+                self._manager.note_finished()
         except Exception as exc:
             report_error("span.finish", exc)
 

@@ -444,8 +444,8 @@ def test_internal_tracing_failure_never_reaches_the_manager(sink, monkeypatch) -
         calls.append(name)
         raise RuntimeError("tracing bug")
 
-    monkeypatch.setattr(tracing, "_start", broken)  # the SDK's span and the fast path both fail
-    monkeypatch.setattr(tracing, "_start_fast", broken)
+    monkeypatch.setattr(tracing, "start_sdk", broken)  # the SDK's span and the fast path both fail
+    monkeypatch.setattr(tracing, "start_fast", broken)
     assert run(manager_scenario(tracing, instrument=True)) == bare
     # the instrumentation did try to trace (and failed) at every kind of point, yet changed nothing
     assert "websocket connection" in calls and len(calls) >= 3, calls
