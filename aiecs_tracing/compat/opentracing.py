@@ -49,10 +49,10 @@ from ..core.propagation import TRACEPARENT, UBER_TRACE_ID, UBERCTX_PREFIX
 from ..core.span import Span, SpanContext, to_span_kind
 from .ot_spans import (
     ContextVarsScopeManager,
+    NoopOpenTracingSpan,
     OpenTracingSpan,
-    _mark_priority,
-    _NoopOpenTracingSpan,
-    _truncated,
+    mark_priority,
+    truncated_tags,
 )
 
 __all__ = ["OpenTracingTracer", "OpenTracingSpan", "ContextVarsScopeManager", "install_global", "restore_global"]
@@ -117,7 +117,7 @@ class OpenTracingTracer(opentracing.Tracer):
         manager = self.manager
         name = operation_name if type(operation_name) is str else ("" if operation_name is None else str(operation_name))
         if not manager.enabled:
-            return _NoopOpenTracingSpan(trace.INVALID_SPAN, manager, name)
+            return NoopOpenTracingSpan(trace.INVALID_SPAN, manager, name)
         parent = child_of
         links = None
         if references:
@@ -126,7 +126,7 @@ class OpenTracingTracer(opentracing.Tracer):
             parent = Context()  # a root, whatever is current
         cfg = manager.config
         if tags:
-            tags = _truncated(tags, cfg.max_tag_value_length)
+            tags = truncated_tags(tags, cfg.max_tag_value_length)
         if start_time is None and links is None:
             # the integrations' light span (same spans, a fraction of the SDK span's cost)
             attributes = sanitize_tags(tags, cfg.max_tag_value_length, cfg.secret_keys) if tags else {}
@@ -135,7 +135,7 @@ class OpenTracingTracer(opentracing.Tracer):
         else:
             span = manager.start_span(name, parent, tags, start_time=start_time, links=links)
         if span is None:
-            return _NoopOpenTracingSpan(trace.INVALID_SPAN, manager, name)
+            return NoopOpenTracingSpan(trace.INVALID_SPAN, manager, name)
         ot_span = OpenTracingSpan(span.otel_span, manager, name, span.baggage, span.debug)
         if tags:
             if "error" in tags:
@@ -147,7 +147,7 @@ class OpenTracingTracer(opentracing.Tracer):
     def _apply_priority(self, span: OpenTracingSpan, tags: dict[str, Any], parent: Any,
                         start_time: float | None, links: Any) -> OpenTracingSpan:
         """``sampling.priority`` > 0: debug, and a root the sampler dropped is started again, sampled."""
-        _mark_priority(span, tags["sampling.priority"])
+        mark_priority(span, tags["sampling.priority"])
         if not span.debug or span.otel_span.get_span_context().trace_flags.sampled:
             return span
         is_root = (parent is None and not trace.get_current_span().get_span_context().is_valid) or (

@@ -46,7 +46,7 @@ class OpenTracingSpan(Span, opentracing.Span):
 
     def set_tag(self, key: str, value: Any) -> OpenTracingSpan:
         if key == "sampling.priority":
-            _mark_priority(self, value)
+            mark_priority(self, value)
         elif type(value) is str and self.owner is not None and len(value) > self.owner.config.max_tag_value_length:
             value = value[: self.owner.config.max_tag_value_length]  # jaeger-client's max_tag_value_length
         Span.set_tag(self, key, value)
@@ -69,14 +69,14 @@ class OpenTracingSpan(Span, opentracing.Span):
     log = opentracing.Span.log
 
 
-class _NoopOpenTracingSpan(OpenTracingSpan):
+class NoopOpenTracingSpan(OpenTracingSpan):
     """What a disabled (or closed) manager's OpenTracing tracer returns: valid, records nothing."""
 
     def finish(self, finish_time: float | None = None) -> None:
         self.finished = True
 
 
-def _truncated(tags: dict[str, Any], limit: int) -> dict[str, Any]:
+def truncated_tags(tags: dict[str, Any], limit: int) -> dict[str, Any]:
     """String tags cut at ``max_tag_value_length``, as jaeger-client did (the manager keeps them whole)."""
     for value in tags.values():
         if type(value) is str and len(value) > limit:
@@ -84,7 +84,7 @@ def _truncated(tags: dict[str, Any], limit: int) -> dict[str, Any]:
     return tags
 
 
-def _mark_priority(span: Span, value: Any) -> None:
+def mark_priority(span: Span, value: Any) -> None:
     try:
         if float(value) > 0:
             span.debug = True

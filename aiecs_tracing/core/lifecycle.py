@@ -52,6 +52,23 @@ def register_opentracing(support: OpenTracingSupport) -> None:
     opentracing_support = support
 
 
+def install_opentracing_global(manager: Any) -> None:
+    """``opentracing.tracer`` as jaeger-client set it; nothing without the shim."""
+    if opentracing_support is not None:
+        try:
+            opentracing_support.install_global(manager)
+        except Exception as exc:
+            guard.report_error("opentracing global tracer", exc)
+
+
+def restore_opentracing_global(manager: Any) -> None:
+    if opentracing_support is not None:
+        try:
+            opentracing_support.restore_global(manager)
+        except Exception as exc:
+            guard.report_error("opentracing global tracer", exc)
+
+
 _open: weakref.WeakSet[Any] = weakref.WeakSet()
 
 

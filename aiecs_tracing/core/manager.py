@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import SpanKind
 
 from ..version import __version__
@@ -26,14 +25,12 @@ from .attributes import sanitize_tags
 from .config import TracingConfig, resolve_config
 from .decorators import Decorator, database_operation, external_call, tool_execution, traced
 from .engine import SpanEngine
-from .exporters.factory import build_exporter
-from .light import EngineProvider
 from .log_correlation import TraceIdFilter, install_record_factory
+from .pipeline import build_pipeline
 from .processor import BoundedBatchProcessor
 from .propagation import context_of, extract_headers, inject_fields, inject_headers
 from .redaction import register_secret_keys
-from .resources import local_hostname
-from .sampling import close_sampler, describe_sampler, sampler_for, sampling_info
+from .sampling import close_sampler, describe_sampler, sampling_info
 from .span import NoopSpan, Span, SpanContext, to_span_kind
 
 logger = logging.getLogger("aiecs_tracing")
@@ -96,43 +93,14 @@ class TracingManager(SpanEngine):
                         _default_manager = self
             if cfg.set_global_provider and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
                 trace.set_tracer_provider(self.provider)  # type: ignore[arg-type]
-            if cfg.set_global_opentracing and lifecycle.opentracing_support is not None:
-                try:
-                    lifecycle.opentracing_support.install_global(self)
-                except Exception as exc:
-                    guard.report_error("opentracing global tracer", exc)
+            if cfg.set_global_opentracing:
+                lifecycle.install_opentracing_global(self)
 
     # --- set-up -----------------------------------------------------------------------
     def _init_tracer(self) -> None:
-        cfg = self.config
         try:
-            attributes: dict[str, Any] = {**cfg.resource_attributes, **cfg.process_tags}
-            attributes["service.name"] = cfg.service_name
-            attributes.setdefault("host.name", local_hostname())
-            resource = Resource.create(attributes)
-            # shutdown_on_exit=False: the SDK's own exit hook would spend its 5 s default in the
-            # flush and again in the join, per manager; ours (below) shares one deadline.
-            provider = EngineProvider(
-                resource=resource,
-                sampler=sampler_for(cfg),
-                shutdown_on_exit=False,
-            )
-            if self._custom_exporter is not None:
-                exporter, self.endpoint = self._custom_exporter, type(self._custom_exporter).__name__
-            else:
-                exporter, self.endpoint = build_exporter(cfg)
-            if exporter is not None:
-                self.processor = BoundedBatchProcessor(
-                    exporter,
-                    max_queue_size=cfg.max_queue_size,
-                    max_export_batch_size=cfg.max_export_batch_size,
-                    schedule_delay_millis=cfg.schedule_delay_millis,
-                    shutdown_timeout=cfg.shutdown_timeout,
-                )
-                provider.add_span_processor(self.processor)
-            self.exporter = exporter
-            self.provider = provider
-            self.tracer = provider.get_tracer("aiecs_tracing", __version__)
+            self.provider, self.processor, self.exporter, self.endpoint = build_pipeline(self.config, self._custom_exporter)
+            self.tracer = self.provider.get_tracer("aiecs_tracing", __version__)
             self._active = self._enable_flag
         except Exception as exc:
             self.init_error = f"{type(exc).__name__}: {exc}"
@@ -381,11 +349,8 @@ class TracingManager(SpanEngine):
             if _default_manager is self:
                 _default_manager = None
         self.uninstall_log_correlation()
-        if self._opentracing_tracer is not None and lifecycle.opentracing_support is not None:
-            try:
-                lifecycle.opentracing_support.restore_global(self)
-            except Exception as exc:
-                guard.report_error("opentracing global tracer", exc)
+        if self._opentracing_tracer is not None:
+            lifecycle.restore_opentracing_global(self)
 
     def get_tracer_info(self) -> dict[str, Any]:
         cfg = self.config

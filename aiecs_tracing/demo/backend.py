@@ -145,16 +145,16 @@ def broker_unreachable(url: str, timeout: float = 3.0) -> str | None:
     try:
         host, port = parts.hostname or "localhost", parts.port or defaults[parts.scheme]
     except ValueError as exc:  # a port that is not a number
-        return f"cannot use the broker URL {_redact_url(url)}: {exc}"
+        return f"cannot use the broker URL {redact_url(url)}: {exc}"
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return None
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        return f"cannot reach the broker {_redact_url(url)} ({host}:{port}: {reason}); start it, or omit --broker"
+        return f"cannot reach the broker {redact_url(url)} ({host}:{port}: {reason}); start it, or omit --broker"
 
 
-def _redact_url(url: str) -> str:
+def redact_url(url: str) -> str:
     """``redis://:secret@host`` -> ``redis://***@host``: no passwords on the screen."""
     scheme, sep, rest = url.partition("://")
     if sep and "@" in rest:

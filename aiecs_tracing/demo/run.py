@@ -29,9 +29,9 @@ from typing import Any
 
 from .backend import (
     Backend,
-    _redact_url,
     broker_unreachable,
     find_or_start_backend,
+    redact_url,
     serve_command,
     start_real_jaeger,
 )
@@ -39,9 +39,9 @@ from .options import (
     STARTUP_TIMEOUT,
     parse_args,
 )
-from .supervisor import Services, _wait_for_urls
+from .supervisor import Services, wait_for_urls
 from .tree import Style
-from .workload import Workload, _plural, _run_workload
+from .workload import Workload, plural, run_workload
 
 
 # --- main -----------------------------------------------------------------------------
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.api_url:
             api_url = args.api_url.rstrip("/")
             say(f"  {style.service('aiecs-api', 'aiecs-api'.ljust(13))} {api_url} (already running)")
-            if not _wait_for_urls([f"{api_url}/healthz", f"{q}/api/services"], STARTUP_TIMEOUT):
+            if not wait_for_urls([f"{api_url}/healthz", f"{q}/api/services"], STARTUP_TIMEOUT):
                 say(
                     style(
                         f"{api_url}/healthz or {q}/api/services did not answer in {STARTUP_TIMEOUT:g} s",
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             services.start()
             api_url = services.api_url
             broker = (
-                "filesystem" if services.broker.startswith("filesystem") else _redact_url(services.broker)
+                "filesystem" if services.broker.startswith("filesystem") else redact_url(services.broker)
             )
             rows = (
                 ("ml-service", services.ml_url, "OTLP/HTTP"),
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         say()
         workload = Workload(api_url, backend, out, style, args.interval)
         try:
-            asyncio.run(_run_workload(workload, deadline, args.requests))
+            asyncio.run(run_workload(workload, deadline, args.requests))
         except KeyboardInterrupt:
             say()
             say("Interrupted.")
@@ -183,7 +183,7 @@ def _shutdown(
         spans = sum(o.spans for o in outcomes)
         traces = sum(1 for o in outcomes if o.spans)
         say(
-            f"{_plural(len(outcomes), 'request')} ({parts}) · {_plural(spans, 'span')} in {_plural(traces, 'trace')}."
+            f"{plural(len(outcomes), 'request')} ({parts}) · {plural(spans, 'span')} in {plural(traces, 'trace')}."
         )
         if workload.progress_via != "Socket.IO":
             say(f"Progress was followed by {workload.progress_via}.")

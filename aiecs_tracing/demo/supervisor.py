@@ -219,7 +219,7 @@ class Services:
         return killed
 
 
-def _wait_for_urls(urls: list[str], timeout: float) -> bool:
+def wait_for_urls(urls: list[str], timeout: float) -> bool:
     """Whether every URL answered 200 within ``timeout`` (services still starting up)."""
     import httpx
 

@@ -252,7 +252,7 @@ def _looks_complete(trace: dict[str, Any] | None) -> bool:
     return True
 
 
-async def _run_workload(workload: Workload, deadline: float | None, max_requests: int | None) -> None:
+async def run_workload(workload: Workload, deadline: float | None, max_requests: int | None) -> None:
     """Run ``workload``; SIGTERM cancels it like Ctrl-C does."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
@@ -271,7 +271,7 @@ async def _run_workload(workload: Workload, deadline: float | None, max_requests
             pass
 
 
-def _plural(count: int, noun: str) -> str:
+def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
