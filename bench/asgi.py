@@ -102,12 +102,12 @@ class FloorMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        span = self.tracing._start("GET", None, SpanKind.SERVER, EMPTY_CONTEXT)
-        token = self.tracing._attach(span)
+        span = self.tracing.start_sdk("GET", None, SpanKind.SERVER, EMPTY_CONTEXT)
+        token = self.tracing.attach(span)
         try:
             await self.app(scope, receive, send)
         finally:
-            self.tracing._detach(token)
+            self.tracing.detach(token)
             span.finish()
 
 

@@ -125,7 +125,7 @@ async def part1(rounds: int, n: int, port: int) -> list[tuple[str, float, float,
     for _ in range(rounds):
         start = time.perf_counter()
         for _ in range(n):
-            span = traced_mgr._start("reference", {"component": "bench"}, SpanKind.CONSUMER, None)
+            span = traced_mgr.start_sdk("reference", {"component": "bench"}, SpanKind.CONSUMER, None)
             token = traced_mgr.attach(span)
             traced_mgr.detach(token)
             span.finish()
