@@ -135,6 +135,9 @@ class CeleryWorkerTracing(Installation):
     def on_postrun(
         self, sender: Any = None, task_id: Any = None, task: Any = None, state: Any = None, **_: Any
     ) -> None:
+        if self.watched:  # solo and threads pools: the main process ran it, nothing to stand in for
+            with self._watch_lock:
+                self.watched.pop(task_id, None)
         if not self.running:
             return
         task = task if task is not None else sender
@@ -212,15 +215,16 @@ class CeleryWorkerTracing(Installation):
     # --- outcomes only the worker's main process sees -------------------------------------
     @guarded_hook("celery received")
     def on_received(self, sender: Any = None, request: Any = None, **_: Any) -> None:
-        """Remember the context of tasks with a hard time limit: a kill is reported here."""
+        """Remember each received task's trace context (the last :data:`MAX_WATCHED`).
+
+        The main process reports what it alone learns - a time-limit kill, a lost child, a
+        ``Reject`` - in ``task_failure``, whose arguments carry no request: the stand-in span
+        finds its publish span here.
+        """
         if request is None or not self.active:
             return
         task = getattr(request, "task", None)
-        if task is None or task.app is not self.app:
-            return
-        limits = request.time_limits
-        hard = (limits[0] if limits else None) or task.time_limit or self.app.conf.task_time_limit
-        if not hard or self.manager() is None:
+        if task is None or task.app is not self.app or self.manager() is None:
             return
         headers = getattr(request, "request_dict", None)
         carrier = message_carrier(headers)

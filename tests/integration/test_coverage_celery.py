@@ -3,8 +3,8 @@
 - a prefork child killed while it runs a task (``WorkerLostError``): the child's own span is
   lost with it, so the main process reports ``worker lost <task>`` under the publish span;
 - a task that rejects its message (``Reject(requeue=False)``): it will never run again, and
-  ``failure <task>`` says so (found by its task id: it is not in the caller's trace yet, see
-  the xfail below);
+  ``failure <task>`` says so, in the caller's trace (Celery's ``task_failure`` carries no
+  request there: the context comes from what ``task_received`` remembered);
 - a revoked task on the solo and threads pools (tasks run in the main process there): the
   discarded message still gets its ``run <task>`` span, ``REVOKED``, in the caller's trace.
 
@@ -121,7 +121,7 @@ def reject_in(prefork: Deployment) -> tuple[Any, Any]:
 
 def test_a_rejected_task_gets_a_failure_span_from_the_main_process(prefork: Deployment) -> None:
     caller, result = reject_in(prefork)
-    spans = prefork.trace(caller, 3)
+    spans = prefork.trace(caller, 4)  # caller, send, the child's run, the main process's failure
     send = only(spans, "send itest.reject")
     run = only(spans, "run itest.reject")  # the child's own span of the attempt
     assert run.service == "worker" and run.parent_id == send.span_id
@@ -134,11 +134,6 @@ def test_a_rejected_task_gets_a_failure_span_from_the_main_process(prefork: Depl
     assert failure.tags["celery.state"] == "FAILURE"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="for Reject, Celery's main process fires task_failure without pushing the task's request, "
-    "so the stand-in has no trace context and starts a trace of its own",
-)
 def test_the_reject_failure_span_sits_under_the_publish_span(prefork: Deployment) -> None:
     caller, result = reject_in(prefork)
     (failure,) = prefork.sink.wait_for(
