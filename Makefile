@@ -19,8 +19,10 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/aiecs-tracing serve $(ARGS)
 
+# Redis and RabbitMQ for the Celery tests. In CI (CI=true) a service that cannot be provided
+# stops here with its one line; elsewhere the tests that need it skip, and pytest's summary says why.
 services:
-	bash scripts/ensure_services.sh
+	@bash scripts/ensure_services.sh || { [ -z "$$CI" ] && echo "make: going on without them: the tests that need them skip (with CI=true this stops)" >&2; }
 
 # Jaeger v2 (tools/jaeger/go.mod), built once per machine into ~/.cache/aiecs-tracing.
 jaeger:
