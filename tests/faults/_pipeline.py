@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,7 @@ from fastapi import FastAPI
 
 from aiecs_tracing import TracingManager
 from aiecs_tracing.integrations.fastapi import TracingMiddleware, instrument_fastapi
-from aiecs_tracing.integrations.httpx import instrument_httpx_client
-from tests.integration._web_util import UvicornServer
+from tests.integration._web_util import UvicornServer, app_with_traced_client
 
 SPANS_PER_REQUEST = 4
 
@@ -124,15 +122,7 @@ def inventory_app(tracing: TracingManager) -> FastAPI:
 
 
 def edge_app(tracing: TracingManager, inventory_url: str) -> FastAPI:
-    state: dict[str, httpx.AsyncClient] = {}
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        async with instrument_httpx_client(httpx.AsyncClient(timeout=10), tracing) as client:
-            state["client"] = client
-            yield
-
-    app = FastAPI(lifespan=lifespan)
+    app, state = app_with_traced_client(tracing)
 
     @tracing.trace_database_operation("SELECT", table="orders", db_system="sqlite")
     def load(order_id: int) -> dict[str, int]:

@@ -87,3 +87,23 @@ def wait_spans(tracing: Any, sink: Any, count: int, timeout: float = 10.0, where
         spans = sink.wait_for(count, timeout=0.1, where=where)
         if len(spans) >= count or time.monotonic() > deadline:
             return spans
+
+
+def app_with_traced_client(tracing: Any) -> tuple[Any, dict[str, Any]]:
+    """A FastAPI app whose lifespan holds an instrumented ``httpx.AsyncClient`` in ``state["client"]``."""
+    from contextlib import asynccontextmanager
+
+    import httpx
+    from fastapi import FastAPI
+
+    from aiecs_tracing.integrations.httpx import instrument_httpx_client
+
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        async with instrument_httpx_client(httpx.AsyncClient(timeout=10), tracing) as client:
+            state["client"] = client
+            yield
+
+    return FastAPI(lifespan=lifespan), state

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -27,8 +26,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from aiecs_tracing.integrations.fastapi import TracingMiddleware, instrument_fastapi
-from aiecs_tracing.integrations.httpx import instrument_httpx_client
-from tests.integration._web_util import UvicornServer, wait_spans
+from tests.integration._web_util import UvicornServer, app_with_traced_client, wait_spans
 from tests.wire import make_manager
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
@@ -71,16 +69,17 @@ def legacy_server(tracer) -> Starlette:
     return Starlette(routes=[Route("/quote", quote)])
 
 
+def legacy_checkout(tracer, operation: str, url: str) -> tuple[httpx.Response, dict[str, str]]:
+    """A jaeger_client CLIENT span with baggage ``tenant=acme`` calling ``url`` (its headers injected the old way)."""
+    with tracer.start_span(operation, tags={"span.kind": "client"}) as checkout:
+        checkout.set_baggage_item("tenant", "acme")
+        headers: dict[str, str] = {}
+        tracer.inject(checkout.context, Format.HTTP_HEADERS, headers)
+        return httpx.get(url, headers=headers, timeout=10), headers
+
+
 def service_a(tracing, b_url: str, legacy_url: str) -> FastAPI:
-    state: dict = {}
-
-    @asynccontextmanager
-    async def lifespan(app):
-        async with instrument_httpx_client(httpx.AsyncClient(timeout=10), tracing) as client:
-            state["client"] = client
-            yield
-
-    app = FastAPI(lifespan=lifespan)
+    app, state = app_with_traced_client(tracing)
 
     @tracing.with_tracing("price_order")
     async def price_order(order_id: int) -> float:
@@ -110,12 +109,8 @@ def test_legacy_jaeger_client_and_fastapi_services_share_one_trace(sink):
             UvicornServer(legacy_server(legacy_srv)) as legacy,
             UvicornServer(service_a(tracing_a, b.url, legacy.url)) as a,
         ):
-            with legacy_client.start_span("legacy-checkout", tags={"span.kind": "client"}) as checkout:
-                checkout.set_baggage_item("tenant", "acme")
-                headers: dict[str, str] = {}
-                legacy_client.inject(checkout.context, Format.HTTP_HEADERS, headers)
-                assert "uber-trace-id" in headers and "traceparent" not in headers
-                response = httpx.get(f"{a.url}/orders/3", headers=headers, timeout=10)
+            response, headers = legacy_checkout(legacy_client, "legacy-checkout", f"{a.url}/orders/3")
+            assert "uber-trace-id" in headers and "traceparent" not in headers
             body = response.json()
             # the other way: jaeger_client reads service-a's span from the response headers
             server_ctx = legacy_client.extract(Format.HTTP_HEADERS, dict(response.headers))

@@ -5,8 +5,6 @@ inside the OpenTracing scope are its children."""
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
-
 import httpx
 import opentracing
 import pytest
@@ -15,24 +13,15 @@ from fastapi import FastAPI
 
 from aiecs_tracing.integrations.asgi import TracingMiddleware
 from aiecs_tracing.integrations.celery import install_celery_tracing, uninstall_celery_tracing
-from aiecs_tracing.integrations.httpx import instrument_httpx_client
 from tests.integration._celery_util import new_queue_name
-from tests.integration._web_util import UvicornServer, wait_spans
+from tests.integration._web_util import UvicornServer, app_with_traced_client, wait_spans
 from tests.wire import make_manager
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 
 def service(tracing, celery_app: Celery) -> FastAPI:
-    state: dict = {}
-
-    @asynccontextmanager
-    async def lifespan(app):
-        async with instrument_httpx_client(httpx.AsyncClient(timeout=10), tracing) as client:
-            state["client"] = client
-            yield
-
-    app = FastAPI(lifespan=lifespan)
+    app, state = app_with_traced_client(tracing)
 
     @tracing.with_tracing("decorated.lookup")
     async def lookup(item_id: int) -> int:

@@ -24,7 +24,6 @@ import re
 import subprocess
 import time
 from collections.abc import Sequence
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -32,16 +31,19 @@ import pytest
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentracing.propagation import Format
 
 from aiecs_tracing import TracingManager
 from aiecs_tracing.core.exporters.jaeger_udp import JaegerUDPExporter
 from aiecs_tracing.demo.jaeger import JAEGER_VERSION
 from aiecs_tracing.integrations.fastapi import TracingMiddleware, instrument_fastapi
-from aiecs_tracing.integrations.httpx import instrument_httpx_client
 from tests.integration._jaeger import RealJaeger, go_mod_version
-from tests.integration._web_util import UvicornServer
-from tests.integration.test_e2e_legacy_jaeger import close_legacy, legacy_server, legacy_tracer
+from tests.integration._web_util import UvicornServer, app_with_traced_client
+from tests.integration.test_e2e_legacy_jaeger import (
+    close_legacy,
+    legacy_checkout,
+    legacy_server,
+    legacy_tracer,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -67,15 +69,7 @@ def test_pinned_version_is_the_one_go_mod_builds() -> None:
 # --------------------------------------------------------------------- one trace, four services
 def orders_service(tracing: TracingManager, inventory_url: str, legacy_url: str) -> FastAPI:
     """service-a: a DB call, a tool that fails (handled), a log, two instrumented httpx calls."""
-    state: dict[str, httpx.AsyncClient] = {}
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        async with instrument_httpx_client(httpx.AsyncClient(timeout=10), tracing) as client:
-            state["client"] = client
-            yield
-
-    app = FastAPI(lifespan=lifespan)
+    app, state = app_with_traced_client(tracing)
 
     @tracing.trace_database_operation(
         "SELECT", table="orders", query="SELECT * FROM orders WHERE id = ?", db_system="postgresql"
@@ -130,16 +124,12 @@ def test_udp_otlp_and_jaeger_client_services_make_one_trace_in_jaeger(real_jaege
             UvicornServer(legacy_server(legacy_srv)) as legacy,
             UvicornServer(orders_service(tracing_a, b.url, legacy.url)) as a,
         ):
-            with legacy_client.start_span("checkout", tags={"span.kind": "client"}) as checkout:
-                checkout.set_baggage_item("tenant", "acme")
-                headers: dict[str, str] = {}
-                legacy_client.inject(checkout.context, Format.HTTP_HEADERS, headers)
-                response = httpx.get(f"{a.url}/orders/3", headers=headers, timeout=10)
+            response, headers = legacy_checkout(legacy_client, "checkout", f"{a.url}/orders/3")
             for tracing in (tracing_a, tracing_b):
                 assert tracing.flush(timeout=5)
         assert response.status_code == 200
         assert response.json()["quote"] == {"price": 12.5, "tenant": "acme"}  # baggage crossed three hops
-        trace_id = format(checkout.context.trace_id, "032x")
+        trace_id = headers["uber-trace-id"].split(":")[0].zfill(32)  # jaeger_client's trace id
         trace = jaeger.wait_trace(trace_id, 9)
     finally:
         tracing_a.close_tracer()
