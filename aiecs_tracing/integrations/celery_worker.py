@@ -348,5 +348,5 @@ class CeleryWorkerTracing(Installation):
     def _flush(self, kind: str) -> None:
         with guarded(kind):
             tracing = self.tracing or get_tracing_manager()
-            if tracing is not None:
-                tracing.flush(timeout=5.0)
+            if tracing is not None:  # the user's exit deadline (shutdown_timeout, 2 s by default)
+                tracing.flush(timeout=tracing.config.shutdown_timeout)
