@@ -255,6 +255,8 @@ def _resolve_into(
 
     # Sampler: explicit option > jaeger-client env > OTel env > const 1.
     sampler_type = options.pop("sampler_type", None)
+    if sampler_type is not None:
+        sampler_type = str(sampler_type).lower()
     sampler_param = options.pop("sampler_param", None)
     if sampler_type is None and "JAEGER_SAMPLER_TYPE" in env:
         sampler_type = env["JAEGER_SAMPLER_TYPE"].strip().lower()
@@ -267,7 +269,7 @@ def _resolve_into(
         from_otel = True
     if sampler_param is None and "JAEGER_SAMPLER_PARAM" in env:
         sampler_param = parse_float("JAEGER_SAMPLER_PARAM", env["JAEGER_SAMPLER_PARAM"])
-    cfg.sampler_type = str(sampler_type or "const").lower()
+    cfg.sampler_type = sampler_type or "const"  # each source gave it lower-case
     if sampler_param is None:
         sampler_param = DEFAULT_REMOTE_INITIAL_RATE if cfg.sampler_type == "remote" else 1.0
     cfg.sampler_param = parse_float("sampler_param", sampler_param)

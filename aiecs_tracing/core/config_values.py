@@ -39,7 +39,7 @@ def parse_port(name: str, value: Any) -> int:
     if isinstance(value, bool):
         raise ConfigError(f"{name}={value!r} is not a port number")
     try:
-        port = int(str(value).strip()) if not isinstance(value, int) else value
+        port = int(str(value).strip())  # an int too: str() of an int (or IntEnum) is its digits
     except ValueError:
         raise ConfigError(f"{name}={value!r} is not a port number") from None
     if not 0 <= port <= 65535:
