@@ -4,12 +4,18 @@
   ends, as an error naming what failed, and the failure reaches the server unchanged;
 - a response with trailers (``http.response.trailers``): the request is complete, and its
   span ends, with the last trailers, not with the body;
-- ``uninstall_fastapi_tracing`` (and its older name) removes what the install added.
+- ``uninstall_fastapi_tracing`` (and its older name) removes what the install added;
+- a request the app never answers, or leaves open, or ends with ``pathsend``; what the span
+  says of an unknown method, HTTP/2, IPv6 hosts, excluded URLs as one string;
+- WebSocket connections that end otherwise than with a normal close: an app error after or
+  before the accept, a refused handshake (close before accept, denial response), a send
+  that fails.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
@@ -162,3 +168,196 @@ def test_a_plain_asgi_app_is_wrapped_and_unwrapped(sink, tracing) -> None:
     wrapped = install_asgi_tracing(inner, tracing)
     assert isinstance(wrapped, TracingMiddleware) and install_asgi_tracing(wrapped, tracing) is wrapped
     assert uninstall_asgi_tracing(wrapped) is inner
+
+
+# --- how a request ends when the app does not close it with a body -------------------------------
+
+
+async def collect(app: Any, scope: dict[str, Any], tracing: Any, **options: Any) -> list[dict]:
+    """Serve one request through the middleware; the messages the server was sent."""
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await TracingMiddleware(app, tracing, **options)(scope, receive, send)
+    return sent
+
+
+def test_an_app_returning_without_a_response_is_a_500_incomplete_response(sink, tracing) -> None:
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        return None  # a bug: the server answers 500 on its own
+
+    assert asyncio.run(collect(app, http_scope(), tracing)) == []
+    (span,) = settled(sink, tracing)
+    assert span.tags["http.response.status_code"] == 500
+    assert span.is_error and span.tags["error.type"] == "incomplete_response"
+
+
+def test_a_response_left_open_ends_when_the_app_returns(sink, tracing) -> None:
+    """A body never closed (more_body forever), or a server extension's message: passed on untouched."""
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 206, "headers": []})
+        await send({"type": "http.response.zerocopysend", "file": 3, "more_body": True})
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+
+    sent = asyncio.run(collect(app, http_scope(), tracing))
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.zerocopysend", "http.response.body"]
+    (span,) = settled(sink, tracing)
+    assert span.tags["http.response.status_code"] == 206 and not span.is_error
+
+
+def test_pathsend_is_the_last_message_of_a_file_response(sink, tracing) -> None:
+    """``http.response.pathsend`` (a server sending a file itself) completes the request."""
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.pathsend", "path": "/srv/report.pdf"})
+        await asyncio.sleep(TRAILER_DELAY)  # after the response: not part of the request's span
+
+    scope = {**http_scope(), "extensions": {"http.response.pathsend": {}}}
+    asyncio.run(collect(app, scope, tracing))
+    (span,) = settled(sink, tracing)
+    assert span.tags["http.response.status_code"] == 200 and span.duration_us < TRAILER_DELAY * 1e6
+
+
+# --- what the span says about the request ---------------------------------------------------------
+
+
+def test_excluded_urls_as_one_comma_separated_string(sink, tracing) -> None:
+    app = streaming_app(chunks=1)
+    for path in ("/health", "/metrics", "/report"):
+        asyncio.run(collect(app, http_scope(path), tracing, excluded_urls=" /health , /metrics ,"))
+    asyncio.run(collect(app, http_scope("/health"), tracing, excluded_urls=" , "))  # nothing excluded
+    spans = settled(sink, tracing)
+    assert sorted(s.tags["url.path"] for s in spans) == ["/health", "/report"]
+
+
+def test_an_unknown_method_over_http2_from_an_ipv6_host(sink, tracing) -> None:
+    scope = {
+        **http_scope(), "method": "PURGE", "http_version": "2",
+        "headers": [(b"host", b"[::1]:8443"), (b"x-request-id", b"r-1")],
+        "app": object(),  # the hosting app, first seen here (not a FastAPI app: nothing to switch off)
+    }
+    sent = asyncio.run(collect(streaming_app(chunks=1), scope, tracing, capture_request_headers=["x-request-id", " "],
+                               traceresponse="jaeger"))
+    (span,) = settled(sink, tracing)
+    assert span.operation == "HTTP"
+    assert span.tags["http.request.method"] == "_OTHER" and span.tags["http.request.method_original"] == "PURGE"
+    assert span.tags["network.protocol.version"] == "2"
+    assert span.tags["server.address"] == "::1" and span.tags["server.port"] == 8443
+    assert span.tags["http.url"] == "http://[::1]:8443/report"
+    assert json.loads(span.tags["http.request.header.x-request-id"]) == ["r-1"]  # the blank name is ignored
+    headers = dict(sent[0]["headers"])  # traceresponse="jaeger": uber-trace-id only
+    assert headers[b"uber-trace-id"].decode().startswith(f"{span.trace_id:x}:{span.span_id:x}:")
+    assert b"traceresponse" not in headers
+
+
+@pytest.mark.parametrize(
+    ("host", "server", "address", "port", "url"),
+    [
+        (b"[::1]", ("::1", 8000), "::1", 80, "http://[::1]/report"),
+        (None, None, "", None, "http:///report"),
+    ],
+    ids=["ipv6-without-port", "no-host-no-server"],
+)
+def test_server_address_and_port_from_what_the_request_says(sink, tracing, host, server, address, port, url) -> None:
+    scope = {**http_scope(), "headers": [(b"host", host)] if host else [], "server": server}
+    asyncio.run(collect(streaming_app(chunks=1), scope, tracing))
+    (span,) = settled(sink, tracing)
+    assert span.tags["server.address"] == address and span.tags.get("server.port") == port
+    assert span.tags["http.url"] == url
+
+
+# --- WebSocket connections that do not end with a normal close -----------------------------------
+
+
+def ws_scope(path: str = "/ws/feed") -> dict[str, Any]:
+    return {**http_scope(path), "type": "websocket", "scheme": "ws", "subprotocols": []}
+
+
+async def serve_ws(app: Any, tracing: Any, incoming: list[dict], fail_sends: bool = False, **options: Any) -> list[dict]:
+    """One WebSocket connection through the middleware: ``incoming`` then a disconnect; what was sent."""
+    queue = [{"type": "websocket.connect"}, *incoming]
+    sent: list[dict] = []
+
+    async def ws_receive() -> dict:
+        return queue.pop(0) if queue else {"type": "websocket.disconnect", "code": 1001}
+
+    async def ws_send(message: dict) -> None:
+        if fail_sends and message["type"] == "websocket.send":
+            raise ClientGone("peer closed the socket")
+        sent.append(message)
+
+    await TracingMiddleware(app, tracing, **options)(ws_scope(), ws_receive, ws_send)
+    return sent
+
+
+def test_a_websocket_app_error_after_accept_is_a_1011_close(sink, tracing) -> None:
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await receive()  # the first message: handling it fails
+        raise ValueError("bad subscription")
+
+    with pytest.raises(ValueError):
+        asyncio.run(serve_ws(app, tracing, [{"type": "websocket.receive", "text": "subscribe"}]))
+    spans = settled(sink, tracing)
+    (conn,) = [s for s in spans if s.kind == "server"]
+    assert conn.is_error and conn.tags["error.kind"] == "ValueError"
+    assert conn.tags["websocket.close.code"] == 1011 and conn.tags["websocket.close.initiator"] == "server"
+    assert conn.tags["http.response.status_code"] == 101 and conn.tags["websocket.messages.received"] == 1
+    (message,) = [s for s in spans if s.kind == "consumer"]
+    assert message.parent_id == conn.span_id
+
+
+def test_a_websocket_app_error_before_accept_answers_the_handshake_with_500(sink, tracing) -> None:
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await receive()
+        raise RuntimeError("auth backend down")
+
+    with pytest.raises(RuntimeError):
+        asyncio.run(serve_ws(app, tracing, []))
+    (conn,) = settled(sink, tracing)
+    assert conn.tags["http.response.status_code"] == 500 and conn.is_error
+    assert "websocket.close.code" not in conn.tags
+
+
+@pytest.mark.parametrize(
+    ("answer", "status"),
+    [
+        ({"type": "websocket.close", "code": 4401, "reason": "no token"}, 403),
+        ({"type": "websocket.http.response.start", "status": 401, "headers": []}, 401),
+    ],
+    ids=["close-before-accept", "denial-response"],
+)
+def test_a_refused_handshake_says_how_it_was_refused(sink, tracing, answer: dict, status: int) -> None:
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await receive()
+        await send(answer)
+        if answer["type"] == "websocket.http.response.start":
+            await send({"type": "websocket.http.response.body", "body": b"login first"})
+
+    sent = asyncio.run(serve_ws(app, tracing, []))
+    assert sent[0] == answer
+    (conn,) = settled(sink, tracing)
+    assert conn.tags["http.response.status_code"] == status and conn.tags["websocket.messages.sent"] == 0
+
+
+def test_a_failing_websocket_send_is_an_error_on_its_message_span(sink, tracing) -> None:
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        try:
+            await send({"type": "websocket.send", "bytes": b"\x00\x01"})
+        except ClientGone:
+            return  # the app gives up on this client
+
+    sent = asyncio.run(serve_ws(app, tracing, [], fail_sends=True, traceresponse=True))
+    accept_headers = dict(sent[0]["headers"])
+    (conn,) = [s for s in settled(sink, tracing) if s.kind == "server"]
+    assert accept_headers[b"traceresponse"].decode() == f"00-{conn.trace_id:032x}-{conn.span_id:016x}-01"
+    (out,) = [s for s in sink.spans if s.kind == "producer"]
+    assert out.is_error and out.tags["error.kind"] == "ClientGone"
+    assert out.tags["websocket.message.type"] == "binary" and out.parent_id == conn.span_id
