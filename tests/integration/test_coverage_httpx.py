@@ -9,11 +9,17 @@ what it receives is what the service would see.
 from __future__ import annotations
 
 import asyncio
+import copy
 
 import httpx
 import pytest
 
-from aiecs_tracing.integrations.httpx import install_httpx_tracing, uninstall_httpx_tracing
+from aiecs_tracing.integrations.httpx import (
+    AsyncTracingTransport,
+    TracingTransport,
+    install_httpx_tracing,
+    uninstall_httpx_tracing,
+)
 from tests.wire import make_manager, settled
 
 pytestmark = pytest.mark.timeout(60)
@@ -92,3 +98,48 @@ def test_async_client_mounts_are_traced_too(sink, tracing) -> None:
     assert all("traceparent" in a["headers"] for a in answers)
     spans = settled(sink, tracing)
     assert len([s for s in spans if s.kind == "client"]) == 2
+
+
+def test_an_unknown_method_and_a_custom_span_name(sink, tracing) -> None:
+    client = install_httpx_tracing(
+        httpx.Client(transport=httpx.MockTransport(echo_headers("cache"))),
+        tracing,
+        span_name=lambda request: f"{request.method} {request.url.path}",
+    )
+    with client:
+        assert client.request("PURGE", "http://cache.internal/items/1").json()["service"] == "cache"
+    (span,) = settled(sink, tracing)
+    assert span.operation == "PURGE /items/1"
+    assert span.tags["http.request.method"] == "_OTHER" and span.tags["http.request.method_original"] == "PURGE"
+
+
+def test_a_traced_transport_passed_in_stays_after_uninstall(sink, tracing) -> None:
+    """The user's own TracingTransport is theirs: install adds nothing, uninstall removes nothing."""
+    mine = TracingTransport(httpx.MockTransport(echo_headers("default")), tracing)
+    client = httpx.Client(transport=mine)
+    install_httpx_tracing(client, tracing)
+    uninstall_httpx_tracing(client)
+    with client:
+        assert "traceparent" in client.get("http://example.org/").json()["headers"]
+    assert len(settled(sink, tracing)) == 1
+
+
+def test_traced_transports_show_the_wrapped_transports_attributes() -> None:
+    """Code that reads a transport's own attributes (a pool, a handler) still finds them."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(204)
+
+    inner = httpx.MockTransport(handler)
+    for traced in (TracingTransport(inner), AsyncTracingTransport(inner)):
+        assert traced.handler is handler and traced.transport is inner
+        assert copy.copy(traced).transport is inner  # copy builds the object before its __init__ ran
+
+
+def test_without_a_manager_async_requests_pass_untraced() -> None:
+    async def scenario() -> dict:
+        transport = AsyncTracingTransport(httpx.MockTransport(echo_headers("default")))  # no default manager
+        async with httpx.AsyncClient(transport=transport) as client:
+            return (await client.get("http://example.org/")).json()
+
+    assert asyncio.run(scenario())["headers"] == {}

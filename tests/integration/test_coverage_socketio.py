@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import socketio
 
-from aiecs_tracing.integrations.socketio import install_socketio_tracing
+from aiecs_tracing.integrations.socketio import install_socketio_tracing, trace_carrier
 from tests.integration._ws_util import run, serve_asgi
 from tests.wire import make_manager, settled
 
@@ -100,3 +100,51 @@ def test_a_connect_handler_that_raises_ends_both_spans_as_errors(sink) -> None:
     assert len(good) == 1
     (ping,) = [s for s in spans if s.operation == "socketio ping"]
     assert ping.parent_id == good[0].span_id
+
+
+TRACE = 0x1AF7651916CD43DD8448EB211C80319C
+PARENT = 0xC7AD6B7169203331
+
+
+def test_a_jaeger_client_handshake_and_a_payload_with_its_own_traceparent(sink) -> None:
+    """A jaeger-client caller sends uber-trace-id and uberctx-* baggage on the handshake; an event
+    may carry W3C headers at the top level of its payload (what some clients send)."""
+    tracing = make_manager(sink, "sio-legacy")
+    sio = socketio.AsyncServer(async_mode="asgi", ping_interval=0.5, ping_timeout=1)
+    install_socketio_tracing(sio, tracing, events_in_connection_trace=False)
+    seen: dict[str, Any] = {}
+
+    @sio.event
+    async def connect(sid: str, environ: dict) -> None:
+        seen["tenant"] = tracing.get_active_span().get_baggage_item("tenant")
+
+    @sio.event
+    async def report(sid: str, payload: dict) -> str:
+        return "ok"
+
+    event_parent = f"00-{TRACE:032x}-{0x00F067AA0BA902B7:016x}-01"
+
+    async def scenario(port: int) -> str:
+        client = socketio.AsyncClient()
+        headers = {"uber-trace-id": f"{TRACE:x}:{PARENT:x}:0:1", "uberctx-tenant": "acme"}
+        await client.connect(f"http://127.0.0.1:{port}", headers=headers, transports=["websocket"], wait_timeout=5)
+        try:
+            return await client.call("report", {"traceparent": event_parent, "rows": 3}, timeout=5)
+        finally:
+            await client.disconnect()
+
+    try:
+        with serve_asgi(socketio.ASGIApp(sio)) as port:
+            assert run(scenario(port)) == "ok"
+        spans = settled(sink, tracing)
+    finally:
+        tracing.close_tracer()
+    assert seen["tenant"] == "acme"  # the handshake's baggage reached the connect handler
+    (connection,) = [s for s in spans if s.operation == "socketio connection"]
+    assert (connection.trace_id, connection.parent_id) == (TRACE, PARENT)
+    (event,) = [s for s in spans if s.operation == "socketio report"]
+    assert (event.trace_id, event.parent_id) == (TRACE, 0x00F067AA0BA902B7)
+
+
+def test_trace_carrier_without_a_manager_is_empty() -> None:
+    assert trace_carrier() == {}
