@@ -10,9 +10,11 @@ import enum
 import json
 
 from aiecs_tracing.core.attributes import (
+    MAX_DEPTH,
     MAX_ITEMS,
     REDACTED,
     attribute_for,
+    capture_arguments,
     sanitize_tags,
     to_attribute_value,
 )
@@ -91,3 +93,23 @@ def test_a_plain_string_tag_is_kept_whole_only_scrubbed():
     long_text = "y" * 5000
     assert attribute_for("message", long_text, 100) == long_text
     assert attribute_for("message", "token=abc " + long_text, 100) == f"token={REDACTED} " + long_text
+
+
+def test_a_container_too_deep_or_too_odd_is_named_with_its_length_or_a_question_mark():
+    deep: object = LenFails([1])
+    for _ in range(MAX_DEPTH):
+        deep = [deep]
+    assert "<LenFails len=?>" in to_attribute_value(deep)
+    released = memoryview(b"secret")
+    released.release()
+    assert to_attribute_value({"blob": released, "data": b"abc"}) == '{"blob":"<memoryview len=?>","data":"<bytes len=3>"}'
+
+
+def test_capture_defaults_and_skipping_self():
+    tags = capture_arguments(tuple(range(40)), {"late": 1})
+    assert [tags[f"arg_{i}"] for i in range(32)] == list(range(32))
+    assert "arg_32" not in tags and "late" not in tags and tags["args.truncated"] is True
+    assert capture_arguments(("z" * 2000,), {})["arg_0"] == "z" * 1021 + "..."
+    method = capture_arguments(("self", "a", "b"), {"k": "v"}, skip_first=True, positional_names=("self", "x", "y"))
+    assert method == {"arg_0": "a", "arg_1": "b", "k": "v"}
+    assert capture_arguments((), {"k": 1}, skip_first=True) == {"k": 1}  # nothing to skip

@@ -10,12 +10,14 @@ import logging
 import types
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.trace import TraceState
 
-from aiecs_tracing import SpanContext
+from aiecs_tracing import SpanContext, TracingManager
 from aiecs_tracing.core.propagation import (
     MAX_BAGGAGE_ITEMS,
     MAX_HEADER_LENGTH,
+    context_of,
     extract_headers,
     inject_fields,
     inject_headers,
@@ -153,3 +155,28 @@ def test_what_is_thrown_away_is_named_in_the_debug_log(caplog, carrier, message)
     with caplog.at_level(logging.DEBUG, logger=LOGGER):
         extract_headers(carrier)
     assert message in caplog.messages
+
+
+def test_what_can_be_injected_a_facade_span_a_span_context_or_an_opentelemetry_span():
+    tracing = TracingManager("ctx", exporter="memory", set_global_provider=False, set_default_manager=False)
+    try:
+        facade = tracing.start_span("facade")
+        own = context_of(facade)
+        assert (own.trace_id, own.span_id, own.sampled) == (facade.context.trace_id, facade.context.span_id, True)
+        remote = SpanContext(TRACE, SPAN, True, True, {"k": "v"})
+        assert context_of(remote) is remote
+        carrier: dict[str, str] = {}
+        tracing.inject_span_context(remote, carrier)  # a SpanContext goes out as it is, debug and baggage
+        assert (carrier["uber-trace-id"], carrier["uberctx-k"]) == (f"{TRACE:x}:{SPAN:x}:0:3", "v")
+        otel_tracer = trace.get_tracer("foreign", tracer_provider=tracing.provider)
+        with otel_tracer.start_as_current_span("foreign") as foreign:
+            sc = foreign.get_span_context()
+            context = context_of(foreign)
+        assert (context.trace_id, context.span_id, context.sampled, context.debug, context.baggage) == (
+            sc.trace_id, sc.span_id, True, False, {})
+        assert context.trace_state is sc.trace_state
+        assert context_of(trace.NonRecordingSpan(trace.SpanContext(TRACE, SPAN, False))).sampled is False
+        assert context_of("not a span") is None and context_of(None) is None
+        facade.finish()
+    finally:
+        tracing.close_tracer()
