@@ -82,3 +82,15 @@ def test_span_context_flags_as_jaeger_client_read_them() -> None:
     assert debug.is_sampled() and debug.is_debug() and debug.flags == 3
     dropped = SpanContext(1, 2, sampled=False)
     assert not dropped.is_sampled() and not dropped.is_debug() and dropped.flags == 0
+
+
+def test_a_span_finished_after_close_is_counted_as_dropped_not_sent(sink, tracing) -> None:
+    """A request still running when the service shuts down: its span cannot be sent any more,
+    and the count says so (get_tracer_info()["spans_dropped"])."""
+    straggler = tracing.start_span("slow request")
+    tracing.close_tracer()
+    dropped_at_close = tracing.get_tracer_info()["spans_dropped"]
+    straggler.finish()
+    info = tracing.get_tracer_info()
+    assert info["spans_dropped"] == dropped_at_close + 1 and info["spans_finished"] == 1
+    assert info["spans_exported"] == 0 and sink.spans == []
