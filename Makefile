@@ -57,7 +57,10 @@ mutate: $(STAMP)
 
 # Branch coverage of the unit tests alone, with the missing lines (make test measures everything).
 coverage: $(STAMP)
-	$(BIN)/python -m pytest -q --cov --cov-branch --cov-report=term-missing:skip-covered --ignore=tests/integration $(PYTEST_ARGS)
+	$(BIN)/coverage erase
+	$(BIN)/coverage run -m pytest -q --ignore=tests/integration $(PYTEST_ARGS)
+	$(BIN)/coverage combine -q
+	$(BIN)/coverage report --show-missing --skip-covered
 	$(BIN)/python scripts/coverage_report.py
 
 bench: $(STAMP)
