@@ -28,7 +28,6 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from ..guard import report_error
 from ..resources import jaeger_process_tags
 from .jaeger_thrift import (
-    _FIELD_TYPES,
     MESSAGE_OVERHEAD_MAX,
     encode_emit_batch,
     encode_process,
@@ -49,8 +48,8 @@ RESOLVE_REFRESH_SECONDS = 300.0
 _PROCESS_CACHE_MAX = 32
 
 _EXPORT_ERROR = "jaeger-udp export"
-# The SDK's ReadableSpan and the light span (_FIELD_TYPES) keep their resource in this field.
-_RESOURCE_FIELD = operator.attrgetter("_resource")
+# ReadableSpan's public property, read per span in C (map) to see whether a batch has one resource.
+_RESOURCE = operator.attrgetter("resource")
 #: ``sendto`` flag that fails with EAGAIN instead of blocking (0 where the platform has none).
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 _ENCODE_ERROR = "jaeger-udp encode"
@@ -176,13 +175,12 @@ class JaegerUDPExporter(SpanExporter):
     @staticmethod
     def _group_by_resource(spans: Sequence[ReadableSpan]) -> list[tuple[Any, list[ReadableSpan]]]:
         """One Jaeger ``Process`` per resource; a batch nearly always has a single one."""
-        if spans and type(spans[0]) in _FIELD_TYPES:
-            try:  # the usual batch: one provider's spans, checked in C (no property call per span)
-                resources = set(map(id, map(_RESOURCE_FIELD, spans)))
-                if len(resources) == 1:
-                    return [(spans[0].resource, list(spans))]
-            except AttributeError:
-                pass
+        try:  # the usual batch: one provider's spans, checked in C (no Python loop per span)
+            resources = set(map(id, map(_RESOURCE, spans)))
+            if len(resources) == 1:
+                return [(spans[0].resource, list(spans))]
+        except AttributeError:  # a span without a resource: grouped under None below
+            pass
         groups: dict[int, tuple[Any, list[ReadableSpan]]] = {}
         for span in spans:
             resource = getattr(span, "resource", None)
