@@ -7,13 +7,9 @@ counted (full queue, failed export, after shutdown) and logged once with the cou
 After ``os.fork()`` (Celery prefork, gunicorn) the child starts with an empty queue and
 its own export thread; the exporter re-creates its socket itself.
 
-Where spans end on an asyncio event loop's thread (uvicorn, the ASGI middleware) and the
-exporter can send without blocking (``export_nowait``: the Jaeger UDP exporter), full
-batches are exported on that loop, in chunks of :data:`LOOP_CHUNK` spans between the
-loop's other callbacks, instead of by the export thread. Under the GIL the thread gets no
-CPU of its own anyway; what it adds is the GIL hand-off between two busy threads, which on
-a saturated uvicorn worker cost more than the encoding. Blocking exporters (OTLP/HTTP)
-always use the thread; the thread also keeps the periodic and final flushes.
+Where spans end on an asyncio event loop's thread and the exporter can send without blocking,
+full batches are exported on that loop instead (:mod:`.loop_export`); the thread keeps the
+periodic and final flushes.
 """
 
 from __future__ import annotations
@@ -23,8 +19,7 @@ import logging
 import os
 import threading
 import weakref
-from asyncio import _get_running_loop  # the C accessor: no RuntimeError, a few ns
-from time import monotonic, perf_counter
+from time import monotonic
 from typing import Any
 
 from opentelemetry.context import Context
@@ -32,15 +27,11 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .guard import report_error
+from .loop_export import LOOP_BUDGET_SECONDS, LOOP_CHUNK, LoopExport
+
+__all__ = ["LOOP_BUDGET_SECONDS", "LOOP_CHUNK", "BoundedBatchProcessor"]
 
 logger = logging.getLogger("aiecs_tracing")
-
-#: Most spans exported per event-loop callback (2-3 ms of ordinary spans).
-LOOP_CHUNK = 128
-#: Work per loop callback the chunk size adapts to: big spans (LLM prompts in attributes) get
-#: smaller chunks, so requests keep interleaving with export.
-LOOP_BUDGET_SECONDS = 0.004
-_FIRST_LOOP_CHUNK = 16  # start small: the first chunk's cost is unknown
 
 
 class BoundedBatchProcessor(SpanProcessor):
@@ -80,11 +71,15 @@ class BoundedBatchProcessor(SpanProcessor):
         self._account_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
-        self._drain_loop: Any = None  # the event loop a chunked drain is scheduled on
-        self._last_loop: Any = None  # the loop that last handed over a full batch
-        self._thread_must_drain = False  # the loop declined (the exporter would block)
-        self._handoff_pending = False  # a periodic drain handed to the loop has not run yet
-        self._loop_chunk = _FIRST_LOOP_CHUNK
+        self._loop_export = LoopExport(
+            self._queue,
+            self._export_lock,
+            self._wake,
+            self.exporter,
+            self.max_export_batch_size,
+            self.max_queue_size,
+            self._account,
+        )
 
     # --- SpanProcessor ----------------------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -105,7 +100,7 @@ class BoundedBatchProcessor(SpanProcessor):
             if self._thread is None:
                 self._start_thread()
             if len(queue) >= self.max_export_batch_size:
-                if self._schedule_on_loop(len(queue)):
+                if self._loop_export.schedule(len(queue)):
                     return
                 wake = self._wake
                 if not wake.is_set():  # set() takes a lock: once per wake-up, not once per span
@@ -239,101 +234,6 @@ class BoundedBatchProcessor(SpanProcessor):
             self._count_drop(count, reason)
 
     # --- internals ----------------------------------------------------------------------
-    def _schedule_on_loop(self, queued: int) -> bool:
-        """Hand a full batch to the running event loop (True), or leave it to the thread."""
-        loop = _get_running_loop()
-        if loop is None or getattr(self.exporter, "export_nowait", None) is None:
-            return False
-        self._last_loop = loop
-        if self._drain_loop is not loop:
-            self._drain_loop = loop
-            loop.call_soon(self._drain_on_loop, loop)
-        # a loop falling behind (a coroutine ending spans without yielding, or a loop closed
-        # before its callback ran) is helped by the thread well before the queue is full
-        return queued < self._loop_backlog_limit()
-
-    def _loop_backlog_limit(self) -> int:
-        return max(1, min(2 * self.max_export_batch_size, self.max_queue_size // 2))
-
-    def _handed_to_loop(self) -> bool:
-        """The periodic export, asked of the loop that ends the spans while it runs (True).
-
-        Without this the export thread would still take the GIL once per interval to send
-        what is left below a full batch; on a busy loop that is most spans.
-        """
-        loop = self._last_loop
-        if (
-            loop is None
-            or self._thread_must_drain
-            or self._handoff_pending  # the last hand-off did not run within a period: loop busy
-            or len(self._queue) >= self._loop_backlog_limit()
-        ):
-            self._thread_must_drain = self._handoff_pending = False  # helped here instead
-            return False
-        if loop.is_closed() or not loop.is_running():
-            self._last_loop = None
-            return False
-        if not self._queue:
-            return True
-        self._handoff_pending = True
-        try:
-            loop.call_soon_threadsafe(self._drain_on_loop, loop, True)
-        except RuntimeError:  # closed in the meantime
-            self._handoff_pending = False
-            return False
-        return True
-
-    def _drain_on_loop(self, loop: Any, everything: bool = False) -> None:
-        """One chunk on the loop's thread, then yield to the loop's other callbacks."""
-        if everything:
-            self._handoff_pending = False
-        try:
-            queue = self._queue
-            if not self._export_lock.acquire(blocking=False):  # the thread is exporting: let it
-                self._drain_loop = None
-                self._thread_must_drain = True
-                self._wake.set()
-                return
-            try:
-                chunk = min(self._loop_chunk, self.max_export_batch_size)
-                batch = [queue.popleft() for _ in range(min(chunk, len(queue)))]
-                if not batch:
-                    self._drain_loop = None
-                    return
-                export_nowait = getattr(self.exporter, "export_nowait", None)
-                started = perf_counter()
-                try:
-                    result = export_nowait(batch) if export_nowait is not None else None
-                except Exception as exc:  # a third-party exporter: counted like the thread's failures
-                    report_error("span export", exc)
-                    result = SpanExportResult.FAILURE
-                self._adapt_loop_chunk(len(batch), perf_counter() - started)
-                if result is None:  # the exporter would block (e.g. DNS): the thread does it
-                    queue.extendleft(reversed(batch))
-                    self._drain_loop = None
-                    self._thread_must_drain = True
-                    self._wake.set()
-                    return
-                self._account(batch, result)
-            finally:
-                self._export_lock.release()
-            # go on while a chunk's worth is queued; less waits for the next batch or the timer
-            more = len(queue) >= min(self._loop_chunk, self.max_export_batch_size) or (everything and queue)
-            if more and not loop.is_closed():
-                loop.call_soon(self._drain_on_loop, loop, everything)
-            else:
-                self._drain_loop = None
-        except Exception as exc:
-            self._drain_loop = None
-            report_error("span export", exc)
-
-    def _adapt_loop_chunk(self, exported: int, seconds: float) -> None:
-        """Next chunk: halve it past the time budget, double it (up to LOOP_CHUNK) well within."""
-        if seconds > LOOP_BUDGET_SECONDS:
-            self._loop_chunk = max(1, exported // 2)
-        elif seconds < LOOP_BUDGET_SECONDS / 2 and exported >= self._loop_chunk:
-            self._loop_chunk = min(LOOP_CHUNK, self._loop_chunk * 2)
-
     def _start_thread(self) -> None:
         with self._thread_lock:
             if self._thread is not None or self._shutdown:
@@ -354,7 +254,7 @@ class BoundedBatchProcessor(SpanProcessor):
                 break
             ok = False
             try:
-                if asked or not self._handed_to_loop():
+                if asked or not self._loop_export.hand_off_periodic():
                     ok = self._drain(deadline_seconds=None)
             except Exception as exc:
                 report_error("span export", exc)
