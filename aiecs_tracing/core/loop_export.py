@@ -51,13 +51,9 @@ class LoopExport:
         max_queue_size: int,
         account: Callable[[list[ReadableSpan], SpanExportResult], bool],
     ) -> None:
-        self._queue = queue
-        self._export_lock = export_lock
-        self._wake = wake
-        self._exporter = exporter
-        self._max_batch = max_export_batch_size
-        self._max_queue = max_queue_size
-        self._account = account
+        self._queue, self._export_lock, self._wake = queue, export_lock, wake
+        self._exporter, self._account = exporter, account
+        self._max_batch, self._max_queue = max_export_batch_size, max_queue_size
         self._drain_loop: Any = None  # the event loop a chunked drain is scheduled on
         self._last_loop: Any = None  # the loop that last handed over a full batch
         self._thread_must_drain = False  # the loop declined (the exporter would block)
