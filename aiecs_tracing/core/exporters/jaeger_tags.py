@@ -36,6 +36,7 @@ __all__ = [
     "STATUS_ERROR_TAG",
     "STATUS_OK_TAG",
     "attribute_tags",
+    "attributes_copy",
     "cached_tag",
     "cut",
     "fill_missing_tags",
@@ -158,7 +159,6 @@ def tag_list(tags: Sequence[bytes]) -> bytes:
     return list_header(len(tags), CT_STRUCT) + b"".join(tags)
 
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
 #: The type of a dict's ``values()``: a mapping whose ``values()`` is one reads at C speed.
 DICT_VALUES: type = type({}.values())
 
@@ -168,15 +168,18 @@ def plain_attributes(attributes: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
     ``ReadableSpan.attributes`` is a view of the span's own mapping; the SDK's ``BoundedAttributes``
     reads through Python methods (several times a dict's cost per key and per ``in``), so such a
-    mapping is copied once into a dict, in order. A finished span's attributes no longer change.
+    mapping is copied once (:func:`attributes_copy`). A finished span's attributes no longer change.
     """
     if type(attributes) is dict:
         return attributes
-    if not attributes:
-        return _EMPTY
-    if type(attributes.values()) is DICT_VALUES:
+    if type(attributes) is MappingProxyType and type(attributes.values()) is DICT_VALUES:
         return attributes
-    return dict(attributes)
+    return attributes_copy(attributes)
+
+
+def attributes_copy(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A dict of ``attributes``, in order (a comprehension: a third cheaper than ``dict()`` on a view)."""
+    return {key: attributes[key] for key in attributes} if attributes else {}
 
 
 #: ``cached_tag((key, type(value), value))``: the encoded Tag of a pair :func:`tag` has cached, else

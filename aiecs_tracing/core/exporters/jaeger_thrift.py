@@ -27,6 +27,7 @@ from .jaeger_tags import (
     STATUS_ERROR_TAG,
     STATUS_OK_TAG,
     attribute_tags,
+    attributes_copy,
     cached_tag,
     cut,
     fill_missing_tags,
@@ -214,9 +215,9 @@ def encode_span(span: Any) -> bytes:
     A span without links or events (the hot case) is assembled here from one list, with the ids
     read by tuple index; the same bytes as the general :func:`_encode_fields` (tests compare them).
     """
-    fields = _READ_SPAN(span)
-    context, parent, name, start_ns, end_ns, kind, status, attributes, scope, events, links = fields
+    context, parent, name, start_ns, end_ns, kind, status, attributes, scope, events, links = _READ_SPAN(span)
     if events or links:
+        fields = (context, parent, name, start_ns, end_ns, kind, status, attributes, scope, events, links)
         return _encode_fields(fields, None)
     if _CONTEXT_INDEXABLE:
         trace_id, span_id, flags = context[0], context[1], context[3]
@@ -246,8 +247,8 @@ def encode_span(span: Any) -> bytes:
         b"\x19",
     )
     values: Any = attributes.values() if attributes is not None else None
-    if type(values) is not DICT_VALUES:
-        attributes = plain_attributes(attributes)
+    if type(values) is not DICT_VALUES:  # not a dict's view (BoundedAttributes, None...): copied
+        attributes = attributes_copy(attributes)
         values = attributes.values()
     try:  # attribute_tags(), inlined: a call per span less
         found = list(map(cached_tag, zip(attributes, map(type, values), values, strict=False)))
