@@ -19,6 +19,10 @@ REMOTE = {"OTEL_TRACES_SAMPLER": "jaeger_remote"}
 @pytest.mark.parametrize(
     ("env", "options", "reason"),
     [
+        ({}, {"enable_tracing": "maybe"}, "enable_tracing='maybe' is not a boolean (true/false/1/0/yes/no)"),
+        ({"JAEGER_ENABLE_TRACING": "maybe"}, {},
+         "JAEGER_ENABLE_TRACING='maybe' is not a boolean (true/false/1/0/yes/no)"),
+        ({"JAEGER_AGENT_PORT": "x"}, {}, "JAEGER_AGENT_PORT='x' is not a port number"),
         ({}, {"jaeger_port": True}, "jaeger_port=True is not a port number"),
         ({}, {"jaeger_port": 65536}, "jaeger_port=65536 is out of range 0-65535"),
         ({}, {"jaeger_port": " x "}, "jaeger_port=' x ' is not a port number"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from .config_values import (
     ConfigError,
@@ -239,7 +239,7 @@ def _resolve_into(
 
     source, value = _pick(enable_tracing, env, "JAEGER_ENABLE_TRACING")
     if value is not None:
-        cfg.enabled = parse_bool("enable_tracing" if source == "argument" else cast(str, source), value)
+        cfg.enabled = parse_bool("enable_tracing" if source == "argument" else str(source), value)
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true" and enable_tracing is None:
         cfg.enabled = False
 
@@ -248,7 +248,7 @@ def _resolve_into(
         cfg.jaeger_host = str(value)
     source, value = _pick(jaeger_port, env, "JAEGER_AGENT_PORT")
     if value is not None:
-        cfg.jaeger_port = parse_port("jaeger_port" if source == "argument" else cast(str, source), value)
+        cfg.jaeger_port = parse_port("jaeger_port" if source == "argument" else str(source), value)
 
     if "JAEGER_TAGS" in env:
         cfg.process_tags = parse_key_values("JAEGER_TAGS", env["JAEGER_TAGS"])
