@@ -11,7 +11,12 @@ from typing import Any
 
 import pytest
 
-from aiecs_tracing.core.config import DEFAULT_SAMPLING_ENDPOINT, DEFAULT_SHUTDOWN_TIMEOUT, resolve_config
+from aiecs_tracing.core.config import (
+    DEFAULT_SAMPLING_ENDPOINT,
+    DEFAULT_SECRET_KEYS,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    resolve_config,
+)
 
 REMOTE = {"OTEL_TRACES_SAMPLER": "jaeger_remote"}
 
@@ -63,6 +68,24 @@ REMOTE = {"OTEL_TRACES_SAMPLER": "jaeger_remote"}
         ({}, {"sampler_type": "ratelimiting", "sampler_param": -1},
          "ratelimiting sampler param -1.0 must be >= 0 spans per second"),
         ({}, {"secret_keys": 5}, "secret_keys=5 is not a list of names"),
+        ({}, {"extra_secret_keys": ["ok", 5]}, "extra_secret_keys=['ok', 5] is not a list of names"),
+        ({"JAEGER_TAGS": "novalue"}, {}, "JAEGER_TAGS: 'novalue' is not key=value"),
+        ({"OTEL_EXPORTER_OTLP_HEADERS": "junk"}, {}, "OTEL_EXPORTER_OTLP_HEADERS: 'junk' is not key=value"),
+        ({"JAEGER_SAMPLER_PARAM": "x"}, {}, "JAEGER_SAMPLER_PARAM='x' is not a number"),
+        ({"JAEGER_SAMPLER_TYPE": "probabilistic", "JAEGER_SAMPLER_PARAM": "x"}, {},
+         "JAEGER_SAMPLER_PARAM='x' is not a number"),
+        ({}, {"sampler_param": "abc"}, "sampler_param='abc' is not a number"),
+        ({}, {"exporter": "kafka"}, "exporter 'kafka' is not one of udp, otlp, console, memory, none"),
+        ({"AIECS_TRACING_EXPORTER": ""}, {}, "exporter '' is not one of udp, otlp, console, memory, none"),
+        ({}, {"propagators": "tracecontext,b3"},
+         "propagators ['b3'] not supported (use tracecontext, baggage, jaeger)"),
+        ({}, {"capture_args": "maybe"}, "capture_args='maybe' is not a boolean (true/false/1/0/yes/no)"),
+        ({}, {"max_args": "x"}, "max_args='x' is not an integer"),
+        ({}, {"max_queue_size": None}, "max_queue_size=None is not an integer"),
+        ({}, {"schedule_delay_millis": float("inf")}, "schedule_delay_millis=inf is not an integer"),
+        ({}, {"export_timeout_millis": -1}, "export_timeout_millis=-1 must be >= 0"),
+        ({}, {"db_system": 5}, "db_system=5 is not a string"),
+        ({}, {"colour": 1, "bogus": 2}, "unknown option(s): bogus, colour"),
         ({}, {"resource_attributes": "junk"}, "resource_attributes: 'junk' is not key=value"),
         ({}, {"resource_attributes": 5}, "resource_attributes=5 is not a mapping (or k=v,k2=v2)"),
     ],
@@ -155,3 +178,54 @@ def test_remote_sampling_endpoint_and_interval_sources() -> None:
 def test_otlp_endpoint_from_the_base_variable_strips_only_trailing_slashes() -> None:
     cfg = resolve_config(env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://COLLECTOR-X//"})
     assert (cfg.exporter, cfg.otlp_endpoint) == ("otlp", "http://COLLECTOR-X/v1/traces")
+
+
+def test_an_explicit_sampler_param_beats_both_environments() -> None:
+    jaeger = resolve_config(env={"JAEGER_SAMPLER_TYPE": "probabilistic", "JAEGER_SAMPLER_PARAM": "x"}, sampler_param=0.5)
+    otel = resolve_config(env={"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"},
+                          sampler_param=0.5)
+    assert [(c.error, c.sampler_type, c.sampler_param) for c in (jaeger, otel)] == [
+        (None, "probabilistic", 0.5), (None, "probabilistic", 0.5)]
+    jaeger_param_alone = resolve_config(env={"JAEGER_SAMPLER_PARAM": "0"})
+    assert (jaeger_param_alone.sampler_type, jaeger_param_alone.sampler_param) == ("const", 0.0)
+    with_type = resolve_config(env={"JAEGER_SAMPLER_TYPE": " RateLimiting ", "JAEGER_SAMPLER_PARAM": "2"})
+    assert (with_type.sampler_type, with_type.sampler_param) == ("ratelimiting", 2.0)
+
+
+def test_exporter_choice_and_its_endpoint() -> None:
+    pod_otlp = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
+    assert resolve_config(env=pod_otlp).exporter == "otlp"
+    assert resolve_config(env=pod_otlp, jaeger_host="agent").exporter == "udp"  # an agent address alone is enough
+    assert resolve_config(env=pod_otlp, jaeger_port=6832).exporter == "udp"
+    assert resolve_config(env={**pod_otlp, "AIECS_TRACING_EXPORTER": " Console "}).exporter == "console"
+    assert resolve_config(env={}, exporter="MEMORY").exporter == "memory"
+    default_otlp = resolve_config(env={}, exporter="otlp")
+    assert (default_otlp.exporter, default_otlp.otlp_endpoint) == ("otlp", "http://localhost:4318/v1/traces")
+    assert resolve_config(env={}, exporter="udp").otlp_endpoint is None
+    assert resolve_config(env={}).exporter == "udp"
+    headers = resolve_config(env={"OTEL_EXPORTER_OTLP_HEADERS": "api-key=abc, x=1"}, exporter="otlp")
+    assert headers.otlp_headers == {"api-key": "abc", "x": "1"}
+
+
+def test_propagators_from_argument_or_environment() -> None:
+    assert resolve_config(env={}, propagators=" TraceContext , baggage,").propagators == ("tracecontext", "baggage")
+    assert resolve_config(env={"OTEL_PROPAGATORS": "Jaeger, none"}).propagators == ("jaeger",)
+    assert resolve_config(env={"OTEL_PROPAGATORS": "none"}).propagators == ()
+    assert resolve_config(env={"OTEL_PROPAGATORS": "b3"}, propagators=["jaeger"]).propagators == ("jaeger",)
+    assert resolve_config(env={}).propagators == ("tracecontext", "baggage", "jaeger")
+
+
+def test_switches_numbers_secret_keys_and_db_system_as_given() -> None:
+    cfg = resolve_config(env={}, capture_args="no", set_global_provider="0", set_default_manager=False,
+                         set_global_opentracing="off", max_tag_value_length="0", max_args=7, max_queue_size=10,
+                         max_export_batch_size=5, schedule_delay_millis=250, export_timeout_millis=3000,
+                         db_system="postgresql")
+    assert cfg.error is None
+    assert (cfg.capture_args, cfg.set_global_provider, cfg.set_default_manager, cfg.set_global_opentracing) == (
+        False, False, False, False)
+    assert (cfg.max_tag_value_length, cfg.max_args, cfg.max_queue_size, cfg.max_export_batch_size,
+            cfg.schedule_delay_millis, cfg.export_timeout_millis, cfg.db_system) == (0, 7, 10, 5, 250, 3000, "postgresql")
+    assert resolve_config(env={}, secret_keys=("Card", "pin")).secret_keys == ("card", "pin")
+    assert resolve_config(env={}, secret_keys="Solo").secret_keys == ("solo",)
+    assert resolve_config(env={}, extra_secret_keys=["IBAN"]).secret_keys == (*DEFAULT_SECRET_KEYS, "iban")
+    assert resolve_config(env={}, db_system=None).db_system is None

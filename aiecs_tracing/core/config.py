@@ -260,14 +260,11 @@ def _resolve_into(
     sampler_param = options.pop("sampler_param", None)
     if sampler_type is None and "JAEGER_SAMPLER_TYPE" in env:
         sampler_type = env["JAEGER_SAMPLER_TYPE"].strip().lower()
-        if sampler_param is None and "JAEGER_SAMPLER_PARAM" in env:
-            sampler_param = parse_float("JAEGER_SAMPLER_PARAM", env["JAEGER_SAMPLER_PARAM"])
-    from_otel = False
-    if sampler_type is None and "OTEL_TRACES_SAMPLER" in env:
+    from_otel = sampler_type is None and "OTEL_TRACES_SAMPLER" in env
+    if from_otel:
         sampler_type, otel_param = _sampler_from_otel(env["OTEL_TRACES_SAMPLER"], env.get("OTEL_TRACES_SAMPLER_ARG"))
         sampler_param = otel_param if sampler_param is None else sampler_param
-        from_otel = True
-    if sampler_param is None and "JAEGER_SAMPLER_PARAM" in env:
+    if sampler_param is None and "JAEGER_SAMPLER_PARAM" in env:  # with either type, or alone
         sampler_param = parse_float("JAEGER_SAMPLER_PARAM", env["JAEGER_SAMPLER_PARAM"])
     cfg.sampler_type = sampler_type or "const"  # each source gave it lower-case
     if sampler_param is None:
@@ -282,9 +279,7 @@ def _resolve_into(
     if exporter is None and otlp is None and (jaeger_host is not None or jaeger_port is not None):
         exporter = "udp"  # an explicit agent address beats a pod-wide OTLP variable
     exporter = exporter or env.get("AIECS_TRACING_EXPORTER")
-    if exporter is None:
-        exporter = "otlp" if cfg.otlp_endpoint else "udp"
-    exporter = str(exporter).strip().lower()
+    exporter = str(exporter).strip().lower() if exporter is not None else ("otlp" if cfg.otlp_endpoint else "udp")
     if exporter not in EXPORTERS:
         raise ConfigError(f"exporter {exporter!r} is not one of {', '.join(EXPORTERS)}")
     cfg.exporter = exporter
