@@ -201,7 +201,8 @@ def _context_is_indexable() -> bool:
         return False
 
 
-_CONTEXT_INDEXABLE = _context_is_indexable()
+# SpanContext when its ids can be read by tuple index (a foreign context type uses the properties)
+_INDEXABLE_CONTEXT: Any = SpanContext if _context_is_indexable() else None
 # list<Tag> headers by count; a server span has ~16 tags, past the one-byte form's 14
 _TAG_LIST_HEADERS = tuple(list_header(count, CT_STRUCT) for count in range(128))
 _UNSET = StatusCode.UNSET
@@ -219,14 +220,17 @@ def encode_span(span: Any) -> bytes:
     if events or links:
         fields = (context, parent, name, start_ns, end_ns, kind, status, attributes, scope, events, links)
         return _encode_fields(fields, None)
-    if _CONTEXT_INDEXABLE:
+    if type(context) is _INDEXABLE_CONTEXT:
         trace_id, span_id, flags = context[0], context[1], context[3]
     else:
         trace_id, span_id, flags = context.trace_id, context.span_id, context.trace_flags
     trace_fields = _trace_id_cache.get(trace_id) or _trace_id_fields(trace_id)
     own_id = _span_id_cache.get(span_id) or _span_id_varint(span_id)
     name_bytes = _NAME_CACHE.get(name) or _name_bytes(name)
-    parent_span_id = (parent[1] if _CONTEXT_INDEXABLE else parent.span_id) if parent is not None else 0
+    if type(parent) is _INDEXABLE_CONTEXT:
+        parent_span_id = parent[1]
+    else:
+        parent_span_id = parent.span_id if parent is not None else 0
     if parent_span_id:
         parent_id = _span_id_cache.get(parent_span_id) or _span_id_varint(parent_span_id)
         # spanId, parentSpanId, operationName, references=[CHILD_OF parent], flags header
