@@ -175,7 +175,9 @@ def test_what_can_be_injected_a_facade_span_a_span_context_or_an_opentelemetry_s
         assert (context.trace_id, context.span_id, context.sampled, context.debug, context.baggage) == (
             sc.trace_id, sc.span_id, True, False, {})
         assert context.trace_state is sc.trace_state
-        assert context_of(trace.NonRecordingSpan(trace.SpanContext(TRACE, SPAN, False))).sampled is False
+        for flags, sampled in ((0x00, False), (0x01, True), (0x02, False), (0x03, True)):  # 0x02: W3C "random"
+            remote_otel = trace.NonRecordingSpan(trace.SpanContext(TRACE, SPAN, True, trace.TraceFlags(flags)))
+            assert context_of(remote_otel).sampled is sampled, flags
         assert context_of("not a span") is None and context_of(None) is None
         facade.finish()
     finally:
