@@ -255,7 +255,7 @@ def encode_span(span: Any) -> bytes:
         attributes = attributes_copy(attributes)
         values = attributes.values()
     try:  # attribute_tags(), inlined: a call per span less
-        found = list(map(cached_tag, zip(attributes, map(type, values), values, strict=False)))
+        found = list(map(cached_tag, zip(attributes, map(type, values), values)))  # noqa: B905 - as in attribute_tags()
     except TypeError:  # an unhashable value in a foreign mapping
         found = [None] * len(attributes)
     tags: list[bytes] = found if all(found) else fill_missing_tags(found, attributes)  # type: ignore[assignment]
