@@ -8,9 +8,9 @@ OpenTelemetry's public API only.
   with a ``Context`` built by one dict copy (the span under the API's ``_SPAN_KEY``, our
   facade span beside it), instead of two ``set_value`` copies and two Python layers per
   attach and per detach.
-- **SpanContext without its range check.** ``SpanContext.__new__`` checks each id in Python;
-  ids from the SDK's random generator are always valid, so a light span builds the tuple
-  directly.
+- **SpanContext as the tuple it is.** ``SpanContext.__new__`` checks each id in Python; ids
+  from the SDK's random generator are always valid, so a light span builds the tuple directly,
+  and the Jaeger encoder reads ids by index.
 
 Each shortcut is verified once, at import, against the public API doing the same thing. On
 any difference (a renamed field, another runtime context chosen with
@@ -148,6 +148,9 @@ def _span_context_builder() -> Callable[[int, int, trace.TraceFlags, Any], trace
 new_valid_span_context = _span_context_builder()
 #: True when :data:`new_valid_span_context` skips the constructor's range check.
 FAST_SPAN_CONTEXT = new_valid_span_context is not _checked_span_context
+#: True when a ``SpanContext`` may be read by index: ``(trace_id, span_id, is_remote, trace_flags,
+#: trace_state, is_valid)``, the layout verified above (the Jaeger encoder reads ids this way).
+SPAN_CONTEXT_IS_TUPLE = FAST_SPAN_CONTEXT
 
 
 def new_span_context(trace_id: int, span_id: int, flags: trace.TraceFlags, state: Any) -> trace.SpanContext:

@@ -18,8 +18,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from operator import attrgetter
 from typing import Any
 
-from opentelemetry.trace import SpanContext, StatusCode, TraceFlags
+from opentelemetry.trace import SpanContext, StatusCode
 
+from ..sdk_internals import SPAN_CONTEXT_IS_TUPLE
 from .jaeger_tags import (
     DICT_VALUES,
     ERROR_TAG,
@@ -192,17 +193,8 @@ def _status_and_scope_tags(
         tags += last[1]
 
 
-def _context_is_indexable() -> bool:
-    """``SpanContext`` is the tuple ``(trace_id, span_id, is_remote, trace_flags, ...)`` (checked once)."""
-    try:
-        probe = SpanContext(0xABC, 0xDEF, False, TraceFlags(1))
-        return (probe[0], probe[1], probe[3]) == (0xABC, 0xDEF, 1) and probe[3] is probe.trace_flags
-    except Exception:  # noqa: BLE001 - then the properties are used
-        return False
-
-
 # SpanContext when its ids can be read by tuple index (a foreign context type uses the properties)
-_INDEXABLE_CONTEXT: Any = SpanContext if _context_is_indexable() else None
+_INDEXABLE_CONTEXT: Any = SpanContext if SPAN_CONTEXT_IS_TUPLE else None
 # list<Tag> headers by count; a server span has ~16 tags, past the one-byte form's 14
 _TAG_LIST_HEADERS = tuple(list_header(count, CT_STRUCT) for count in range(128))
 _UNSET = StatusCode.UNSET
