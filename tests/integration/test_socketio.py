@@ -388,7 +388,8 @@ def test_internal_tracing_failure_never_reaches_the_app(sink, monkeypatch) -> No
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("tracing bug")
 
-    monkeypatch.setattr(tracing, "_start", broken)
+    for method in ("start_sdk", "start_fast", "start_from_remote"):  # every way the engine starts a span
+        monkeypatch.setattr(tracing, method, broken)
     before = guard.error_counts().get("socketio event", 0)
     with serve_asgi(socketio.ASGIApp(build_server(tracing))) as port:
         result = run(scenario(port, "websocket"))
