@@ -35,7 +35,7 @@ jaeger:
 COVERAGE_MIN ?= 90 80
 COVERAGE_GATE := $(if $(PYTEST_ARGS),,$(if $(strip $(COVERAGE_MIN)),--fail-under $(COVERAGE_MIN)))
 test: $(STAMP) services jaeger
-	bash scripts/ensure_chromium.sh
+	@bash scripts/ensure_chromium.sh || { [ -z "$$CI" ] && echo "make: going on without Chromium: the UI tests skip (with CI=true this stops)" >&2; }
 	$(BIN)/ruff check .
 	$(BIN)/mypy --strict aiecs_tracing
 	$(BIN)/coverage erase
