@@ -23,7 +23,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanKind
 from ..version import __version__
 from . import guard
 from .light import LightSource, start_light
-from .sdk_internals import WRAPPER_KEY, context_with_span, current_context, reset_current, set_current
+from .sdk_internals import WRAPPER_KEY, attach_span, current_context, reset_current
 from .span import Span, SpanContext
 
 logger = logging.getLogger("aiecs_tracing")
@@ -201,9 +201,9 @@ class SpanEngine:
 
     def attach(self, span: Span | trace.Span) -> object:
         """Make ``span`` current until :meth:`detach` is called with the returned token."""
-        if not isinstance(span, Span):
+        if type(span) is not Span and not isinstance(span, Span):
             span = Span(span, self, getattr(span, "name", ""))
-        return set_current(context_with_span(current_context(), span.otel_span, span))
+        return attach_span(span.otel_span, span)
 
     def detach(self, token: object) -> None:
         """Undo :meth:`attach`; harmless with a token from another context."""

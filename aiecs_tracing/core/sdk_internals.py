@@ -93,21 +93,37 @@ def context_with_value(base: Context, key: str, value: object) -> Context:
 
 
 def current_context() -> Context:
-    """The current ``Context`` (one C call on the fast path)."""
-    return _var.get() if FAST_CONTEXT else otel_context.get_current()
+    """The current ``Context``."""
+    return otel_context.get_current()
 
 
 def set_current(ctx: Context) -> object:
     """Make ``ctx`` current; the token undoes it (:func:`reset_current`)."""
-    return _var.set(ctx) if FAST_CONTEXT else otel_context.attach(ctx)
+    return otel_context.attach(ctx)
 
 
 def reset_current(token: object) -> None:
     """Undo :func:`set_current`. Raises on a token from another context; callers decide."""
-    if FAST_CONTEXT:
-        _var.reset(token)
-    else:
-        _runtime_detach(token)
+    _runtime_detach(token)
+
+
+def attach_span(otel_span: trace.Span, wrapper: object) -> object:
+    """Make ``otel_span`` current with ``wrapper`` beside it; the token undoes it (:func:`reset_current`)."""
+    return set_current(context_with_span(current_context(), otel_span, wrapper))
+
+
+def _fast_attach_span(otel_span: trace.Span, wrapper: object) -> object:
+    new = Context(_var.get())
+    dict.__setitem__(new, _SPAN_KEY, otel_span)
+    dict.__setitem__(new, WRAPPER_KEY, wrapper)
+    return _var.set(new)
+
+
+if FAST_CONTEXT:  # the ContextVar's own (C) methods, no Python layer per call
+    current_context = _var.get
+    set_current = _var.set
+    reset_current = _var.reset
+    attach_span = _fast_attach_span
 
 
 def _public_detach(token: object) -> None:
