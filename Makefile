@@ -49,7 +49,7 @@ RUNS ?= 20
 stress: $(STAMP) services
 	RUNS=$(RUNS) PYTHON=$(BIN)/python bash scripts/stress.sh $(STRESS_FILES)
 
-# Mutation testing of core/propagation.py and core/sampling.py ([tool.mutmut] in pyproject.toml).
+# Mutation testing of propagation, attributes, sampling, config and the Celery header code ([tool.mutmut] in pyproject.toml).
 mutate: $(STAMP)
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children 2
