@@ -73,6 +73,8 @@ __all__ = [
     "guarded_hook",
     # propagation
     "span_context_fields",
+    "MESSAGE_CARRIER_KEY",
+    "embedded_carrier",
     # HTTP helpers
     "REDACTED",
     "SENSITIVE_HEADERS",
@@ -298,6 +300,21 @@ def guarded_hook(kind: str, default: Any = None) -> Callable[[F], F]:
 
 
 # --- propagation -------------------------------------------------------------------------------
+#: Where a message payload (Socket.IO event data, an AIECS WebSocket JSON message) carries its headers.
+MESSAGE_CARRIER_KEY = "_trace"
+
+
+def embedded_carrier(data: Any) -> dict[str, Any] | None:
+    """The trace headers a message dict carries: under :data:`MESSAGE_CARRIER_KEY`, or at its top level."""
+    if type(data) is dict:
+        sub = data.get(MESSAGE_CARRIER_KEY)
+        if type(sub) is dict:
+            return sub
+        if "traceparent" in data or "uber-trace-id" in data:
+            return data
+    return None
+
+
 def span_context_fields(span: Span, formats: Iterable[str]) -> Mapping[str, str]:
     """The headers ``formats`` (``"tracecontext"``, ``"jaeger"``) write for ``span``'s context alone.
 

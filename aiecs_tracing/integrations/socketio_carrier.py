@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..core.instrumentation import active_manager
+from ..core.instrumentation import MESSAGE_CARRIER_KEY, active_manager, embedded_carrier
 
 if TYPE_CHECKING:
     from ..core.manager import TracingManager
 
 __all__ = ["CARRIER_KEY", "trace_carrier", "find_carrier", "environ_carrier"]
 
-CARRIER_KEY = "_trace"
+CARRIER_KEY = MESSAGE_CARRIER_KEY
 
 _ENVIRON_HEADERS = (
     ("HTTP_TRACEPARENT", "traceparent"),
@@ -45,12 +45,8 @@ def trace_carrier(tracing: TracingManager | None = None) -> dict[str, dict[str, 
 def find_carrier(args: Any) -> dict[str, Any] | None:
     """The first trace carrier among the top-level arguments (see the module docstring)."""
     for arg in args:
-        if type(arg) is dict and arg:
-            sub = arg.get(CARRIER_KEY)
-            if type(sub) is dict:
-                return sub
-            if "traceparent" in arg or "uber-trace-id" in arg:
-                return arg
+        if type(arg) is dict and arg and (carrier := embedded_carrier(arg)) is not None:
+            return carrier
     return None
 
 

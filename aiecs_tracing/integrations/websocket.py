@@ -44,6 +44,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core.instrumentation import (
+    MESSAGE_CARRIER_KEY,
     MESSAGING_BODY_SIZE,
     OPERATION_RECEIVE,
     WEBSOCKET_CLOSE_CODE,
@@ -56,6 +57,7 @@ from ..core.instrumentation import (
     active_manager,
     attach,
     detach,
+    embedded_carrier,
     guarded,
     guarded_hook,
     report_error,
@@ -83,23 +85,13 @@ __all__ = [
 ]
 
 logger = logging.getLogger("aiecs_tracing")
-CARRIER_KEY = "_trace"
+CARRIER_KEY = MESSAGE_CARRIER_KEY
 _FRAMEWORK = "websocket"
 _ID_KEYS = ("user_id", "task_id", "callback_id")
 _HEADERS_GUARD = guarded("websocket handshake headers")
 
 
 # --- the messages: AIECS's JSON protocol --------------------------------------------------------
-
-
-def _find_carrier(data: Any) -> dict[str, Any] | None:
-    if type(data) is dict:
-        sub = data.get(CARRIER_KEY)
-        if type(sub) is dict:
-            return sub
-        if "traceparent" in data or "uber-trace-id" in data:
-            return data
-    return None
 
 
 class _ManagerConnectionTracer(ConnectionTracer):
@@ -133,7 +125,7 @@ class _ManagerConnectionTracer(ConnectionTracer):
                 value = data.get(key)
                 if type(value) in (str, int):
                     attrs["websocket.message." + key] = value
-            carrier = _find_carrier(data)
+            carrier = embedded_carrier(data)
             if carrier is not None:
                 remote = t.extract_span_context(carrier)
                 if remote is not None:
