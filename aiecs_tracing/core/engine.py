@@ -54,7 +54,7 @@ class SpanEngine:
 
     @property
     def light_spans(self) -> bool:
-        """True when spans take the light path (False: the SDK's own spans; None: not decided yet)."""
+        """True once spans take the light path; False before the first span, or on the SDK's own spans."""
         source = self._light_source
         return source is not None and source is not False
 

@@ -19,12 +19,11 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from ..version import __version__
 from . import guard, lifecycle
 from .attributes import sanitize_tags
 from .config import TracingConfig, resolve_config
 from .decorators import Decorator, database_operation, external_call, tool_execution, traced
-from .engine import SpanEngine
+from .engine import SCOPE, SpanEngine
 from .log_correlation import TraceIdFilter, install_record_factory
 from .pipeline import build_pipeline
 from .processor import BoundedBatchProcessor
@@ -100,7 +99,7 @@ class TracingManager(SpanEngine):
     def _init_tracer(self) -> None:
         try:
             self.provider, self.processor, self.exporter, self.endpoint = build_pipeline(self.config, self._custom_exporter)
-            self.tracer = self.provider.get_tracer("aiecs_tracing", __version__)
+            self.tracer = self.provider.get_tracer(SCOPE.name, SCOPE.version)  # the light spans' scope too
             self._active = self._enable_flag
         except Exception as exc:
             self.init_error = f"{type(exc).__name__}: {exc}"
